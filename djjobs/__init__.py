@@ -1,0 +1,27 @@
+"""djjobs: background jobs for Django.
+
+    from djjobs import Job, retry_on, discard_on
+
+    class SendReceipt(Job):
+        def perform(self, purchase): ...
+
+    SendReceipt.perform_later(purchase)
+"""
+from .errors import (ConfigurationError, DeserializationError, DjJobsError, EnqueueError, JobTimeout,
+                     PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
+from .handlers import discard_on, retry_on
+from .job import ConfiguredJob, Job, perform_all_later
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter",
+    "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
+    "EnqueueError", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
+]
+
+
+def get_adapter():
+    """The configured adapter instance (see ``djjobs.adapters``)."""
+    from .adapters import get_adapter as _get
+    return _get()

@@ -1,0 +1,304 @@
+"""The adapter contract: the state transitions every storage implements.
+
+A job is in exactly one state at a time:
+
+    ready      in its queue, waiting for a worker
+    scheduled  waiting for its run_at (``set(wait=...)``, ``retry_job``)
+    retry      waiting for its run_at after a failure
+    running    claimed by a worker under a lease
+    dead       failed for good, kept for inspection (capped)
+
+and moves between them only through the methods below. Unless a method
+says otherwise it is atomic: a crash in the middle leaves the job in its old
+state or its new one, never in both or neither.
+
+Delivery guarantee (every durable adapter): **at-least-once**. A job claimed
+by a worker that dies is handed out again once its lease expires
+(:meth:`recover_expired`). In normal operation (no worker deaths) each job
+runs exactly once.
+
+Ordering: within one queue, higher ``priority`` first, then FIFO by enqueue
+order; scheduled and retry jobs join the back of their queue when due.
+A job released by a stopping worker or recovered after a lease goes to the
+front. Across queues, the order a worker passes to :meth:`fetch` decides.
+
+Time: every time decision (is a job due, has a lease expired) uses
+``self.clock()`` (injectable for tests), never the storage server's clock.
+
+Claims are fenced: ``complete``/``retry``/``reschedule``/``kill``/``release``
+on a claim whose lease expired and whose job was recovered (and perhaps
+claimed again) do nothing, so a slow worker cannot ack someone else's run.
+
+Capabilities an adapter lacks are declared as flags and refused with a clear
+error, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Iterable, Sequence
+
+from .. import conf
+from ..envelope import Envelope
+from ..errors import EnqueueError, UnsupportedFeature
+
+STATES = ("ready", "scheduled", "retry", "running", "dead")
+
+
+@dataclasses.dataclass
+class Claim:
+    """A job handed to a worker: the envelope, the stored bytes, and the
+    adapter's handle on the in-flight record (``token``)."""
+    envelope: Envelope | None       # None when the stored bytes do not decode
+    raw: bytes
+    token: Any
+    worker_id: str
+    lease_until: float
+    error: Exception | None = None  # why envelope is None
+
+
+@dataclasses.dataclass
+class JobRecord:
+    """A job as the admin and ``jobs_status`` see it."""
+    job_id: str
+    state: str
+    raw: bytes
+    envelope: Envelope | None
+    at: float | None = None         # run_at (scheduled/retry), claimed at (running), failed at (dead)
+    queue: str = ""
+
+
+@dataclasses.dataclass
+class QueueInfo:
+    name: str
+    size: int
+    latency: float                  # seconds since the oldest ready job was enqueued (0 when empty)
+    paused: bool = False
+
+
+@dataclasses.dataclass
+class Counts:
+    processed: int = 0              # all time
+    failed: int = 0
+    processed_today: int = 0
+    failed_today: int = 0
+    enqueued: int = 0               # ready, all queues
+    scheduled: int = 0
+    retry: int = 0
+    dead: int = 0
+    busy: int = 0                   # running
+
+
+@dataclasses.dataclass
+class WorkerInfo:
+    worker_id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: float
+    heartbeat_at: float = 0.0
+    busy: list[dict] = dataclasses.field(default_factory=list)  # {"job_id", "job", "queue", "started_at"}
+
+
+@dataclasses.dataclass
+class Page:
+    items: list[JobRecord]
+    total: int
+    page: int
+    per_page: int
+
+
+class Adapter(ABC):
+    """Base of every adapter. Producers call ``enqueue``/``enqueue_many``; the
+    worker calls the worker methods; the admin calls the inspection methods."""
+
+    name = "base"
+    #: can store a future ``run_at`` (scheduled and retry sets)
+    supports_schedule = True
+    #: honours ``priority`` within a queue
+    supports_priority = True
+    #: jobs can be fetched by ``runjobs`` (False: the adapter runs jobs itself)
+    supports_fetch = True
+    #: writes the job inside the caller's database transaction (no on_commit deferral)
+    transactional_enqueue = False
+    #: survives a process restart
+    durable = False
+
+    def __init__(self, options: dict | None = None):
+        self.options = dict(options or {})
+        self.clock = time.time
+
+    def setting(self, name: str) -> Any:
+        """An option passed to the adapter, else the DJJOBS setting."""
+        return self.options.get(name, conf.get(name))
+
+    # --- producer -------------------------------------------------------
+    @abstractmethod
+    def enqueue(self, envelope: Envelope) -> None:
+        """Store one job: ready, or scheduled when ``run_at`` is in the future.
+        Raises EnqueueError (or a subclass) when it cannot."""
+
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Store many jobs, in one round trip where the storage allows.
+        All or nothing where the storage allows; documented per adapter."""
+        for env in envelopes:
+            self.enqueue(env)
+
+    def enqueue_raw(self, raw: bytes, queue: str) -> None:
+        """Store bytes as they are, as a ready job of ``queue`` (tests and repair
+        tools; no validation, so a poison payload can be reproduced)."""
+        raise NotImplementedError
+
+    def encode(self, envelope: Envelope) -> bytes:
+        """Encode and enforce the payload limit and capabilities (shared by all adapters)."""
+        if envelope.run_at is not None and not self.supports_schedule and envelope.run_at > self.clock():
+            raise UnsupportedFeature(f"The {self.name} adapter cannot schedule jobs ({envelope.describe()} "
+                                     "has a run_at); use the redis or database adapter.")
+        data = envelope.encode()
+        limit = self.setting("MAX_PAYLOAD_BYTES")
+        if len(data) > limit:
+            raise EnqueueError(f"{envelope.describe()}: payload is {len(data):,} bytes, over the "
+                               f"{limit:,}-byte limit (DJJOBS['MAX_PAYLOAD_BYTES']). Pass ids or model "
+                               "instances (stored by reference) instead of large data.")
+        return data
+
+    def is_due(self, envelope: Envelope, now: float | None = None) -> bool:
+        return envelope.run_at is None or envelope.run_at <= (now if now is not None else self.clock())
+
+    # --- worker ---------------------------------------------------------
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+        """Claim up to ``limit`` ready jobs from ``queues`` (first non-empty queue first,
+        skipping paused ones), each under a lease of ``LEASE_SECONDS`` owned by
+        ``worker_id``. Blocks up to ``timeout`` seconds when nothing is ready; returns
+        ``[]`` then. A payload that does not decode is still claimed (``envelope=None``)
+        so the worker can move it to the dead set."""
+        raise UnsupportedFeature(f"The {self.name} adapter runs jobs itself; runjobs cannot fetch from it.")
+
+    def complete(self, claims: Sequence[Claim]) -> None:
+        """Succeeded or discarded: forget the jobs, count them processed."""
+        raise NotImplementedError
+
+    def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        """Failed, to run again at ``run_at``: move to the retry set with ``envelope``
+        (executions and error updated). Counts as failed."""
+        raise NotImplementedError
+
+    def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        """``retry_job()``: move to the scheduled set, not a failure."""
+        raise NotImplementedError
+
+    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
+        """Failed for good: move to the dead set (``envelope`` carries the error;
+        None for an undecodable payload, stored as it was). Counts as failed."""
+        raise NotImplementedError
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        """Graceful hand-back (worker stopping): back to the front of their queues, unchanged."""
+        raise NotImplementedError
+
+    def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        """Register/refresh the worker and extend the leases of its ``claims``."""
+        raise NotImplementedError
+
+    def unregister(self, worker_id: str) -> None:
+        """Remove a stopping worker from the registry."""
+        raise NotImplementedError
+
+    def recover_expired(self) -> int:
+        """Hand back jobs whose lease expired (their worker died) to the front of their
+        queues, ``deaths`` + 1 — or to the dead set when :func:`orphan_fate` says so.
+        Returns how many. Safe to call from every worker concurrently."""
+        raise NotImplementedError
+
+    def promote_due(self) -> int:
+        """Move due scheduled and retry jobs to their queues; each once, however many
+        callers race. Returns how many."""
+        raise NotImplementedError
+
+    # --- scheduler ------------------------------------------------------
+    def claim_tick(self, name: str, tick_at: float) -> bool:
+        """True exactly once per (name, tick_at), whoever asks, for cron."""
+        raise NotImplementedError
+
+    # --- inspection (admin, jobs_status) -----------------------------------
+    def counts(self) -> Counts:
+        raise NotImplementedError
+
+    def queues(self) -> list[QueueInfo]:
+        raise NotImplementedError
+
+    def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
+             search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
+        """One page of jobs in ``state`` (not ``running``), newest first for dead,
+        soonest first for scheduled/retry, fetch order for ready."""
+        raise NotImplementedError
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raise NotImplementedError
+
+    def retry_now(self, job_ids: Iterable[str]) -> int:
+        """Scheduled, retry or dead jobs -> their queues now. Returns how many moved."""
+        raise NotImplementedError
+
+    def kill_now(self, job_ids: Iterable[str]) -> int:
+        """Scheduled or retry jobs -> dead set."""
+        raise NotImplementedError
+
+    def delete(self, job_ids: Iterable[str]) -> int:
+        """Delete jobs that are not running. Returns how many."""
+        raise NotImplementedError
+
+    def clear(self, queue: str) -> int:
+        """Delete every ready job of ``queue``."""
+        raise NotImplementedError
+
+    def pause(self, queue: str) -> None:
+        """Workers stop fetching from ``queue`` (enqueue still works)."""
+        raise NotImplementedError
+
+    def resume(self, queue: str) -> None:
+        raise NotImplementedError
+
+    def workers(self) -> list[WorkerInfo]:
+        raise NotImplementedError
+
+    def history(self, days: int = 30) -> list[tuple[str, int, int]]:
+        """(ISO date, processed, failed) for the last ``days`` days, oldest first."""
+        raise NotImplementedError
+
+    # --- lifecycle ------------------------------------------------------
+    def check(self) -> list[str]:
+        """Problems with this adapter's configuration (for system checks)."""
+        return []
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+def orphan_fate(envelope: Envelope, max_deaths: int) -> str:
+    """What happens to a job whose worker died: "requeue" or "dead".
+
+    ``envelope.deaths`` already counts this death. A class with
+    ``on_worker_death = "fail"`` goes to the dead set at once; any job that has
+    taken down ``max_deaths`` workers is a poison pill and goes there too.
+    """
+    from .. import registry
+    from ..errors import UnknownJobError
+    try:
+        policy = registry.resolve(envelope.job).on_worker_death
+    except UnknownJobError:
+        policy = "retry"
+    return "dead" if policy == "fail" or envelope.deaths >= max_deaths else "requeue"
+
+
+def orphan_envelope(envelope: Envelope, now: float) -> tuple[str, Envelope]:
+    """The envelope to store for a job whose lease expired, and where it goes."""
+    env = envelope.copy(deaths=envelope.deaths + 1, executions=envelope.executions + 1)
+    fate = orphan_fate(env, conf.get("MAX_WORKER_DEATHS"))
+    reason = ("its worker died while running it" if fate == "requeue" or env.deaths < conf.get("MAX_WORKER_DEATHS")
+              else f"it was running when its worker died {env.deaths} times (poison pill)")
+    env.error = {"class": "djjobs.errors.WorkerDied", "message": f"Lease expired: {reason}.",
+                 "traceback": "", "failed_at": now}
+    return fate, env

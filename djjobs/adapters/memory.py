@@ -1,0 +1,352 @@
+"""In-process storage implementing the whole adapter contract.
+
+It is the reference implementation the conformance suite holds every other
+adapter to, and the store under the ``async`` and ``test`` adapters. Nothing
+survives the process: not durable, by design.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import heapq
+import itertools
+import threading
+import uuid
+from typing import Iterable, Sequence
+
+from ..envelope import Envelope
+from ..errors import PayloadError
+from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, orphan_envelope)
+
+
+@dataclasses.dataclass
+class _Rec:
+    raw: bytes
+    queue: str
+    priority: int
+    enqueued_at: float
+    state: str
+    at: float | None = None
+    seq: int = 0
+    token: str | None = None
+    worker_id: str | None = None
+    lease_until: float = 0.0
+
+
+def _decode(raw: bytes) -> Envelope | None:
+    try:
+        return Envelope.decode(raw)
+    except PayloadError:
+        return None
+
+
+class MemoryAdapter(Adapter):
+    """All jobs in this process' memory, guarded by one lock."""
+
+    name = "memory"
+
+    def __init__(self, options: dict | None = None):
+        super().__init__(options)
+        self._cond = threading.Condition()
+        self._recs: dict[str, _Rec] = {}
+        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._seq = itertools.count(1)
+        self._front = itertools.count(-1, -1)
+        self._stats: dict[str, list[int]] = {}
+        self._totals = [0, 0]
+        self._paused: set[str] = set()
+        self._ticks: set[tuple[str, float]] = set()
+        self._workers: dict[str, WorkerInfo] = {}
+
+    # --- internals (caller holds the lock) ------------------------------------
+    def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
+        rec.state, rec.at, rec.token, rec.worker_id = "ready", None, None, None
+        rec.seq = next(self._front) if front else next(self._seq)
+        heapq.heappush(self._ready.setdefault(rec.queue, []), (-rec.priority, rec.seq, job_id))
+        self._cond.notify_all()
+
+    def _store(self, env: Envelope, raw: bytes, now: float) -> None:
+        rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready")
+        self._recs[env.job_id] = rec
+        if env.run_at is not None and env.run_at > now:
+            rec.state, rec.at = "scheduled", env.run_at
+            self._cond.notify_all()
+        else:
+            self._put_ready(env.job_id, rec)
+
+    def _count(self, failed: bool, n: int = 1) -> None:
+        day = dt.date.fromtimestamp(self.clock()).isoformat()
+        self._stats.setdefault(day, [0, 0])[failed] += n
+        self._totals[failed] += n
+
+    def _owned(self, claim: Claim) -> _Rec | None:
+        rec = self._recs.get(claim.token.split(":")[0])
+        return rec if rec is not None and rec.state == "running" and rec.token == claim.token else None
+
+    def _replace(self, claim: Claim, envelope: Envelope | None, state: str, at: float | None) -> bool:
+        rec = self._owned(claim)
+        if rec is None:
+            return False
+        if envelope is not None:
+            rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
+        rec.state, rec.at, rec.token, rec.worker_id = state, at, None, None
+        self._cond.notify_all()
+        return True
+
+    def _trim_dead(self) -> None:
+        dead = sorted((r.at, i) for i, r in self._recs.items() if r.state == "dead")
+        cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400
+        excess = len(dead) - self.setting("DEAD_MAX_JOBS")
+        for n, (at, job_id) in enumerate(dead):
+            if n < excess or at < cutoff:
+                del self._recs[job_id]
+
+    def _next_due(self) -> float | None:
+        times = [r.at for r in self._recs.values() if r.state in ("scheduled", "retry")]
+        return min(times) if times else None
+
+    # --- producer -------------------------------------------------------
+    def enqueue(self, envelope: Envelope) -> None:
+        raw = self.encode(envelope)
+        with self._cond:
+            self._store(envelope, raw, self.clock())
+
+    def enqueue_raw(self, raw: bytes, queue: str) -> None:
+        env = _decode(raw)
+        job_id = env.job_id if env else uuid.uuid4().hex
+        with self._cond:
+            rec = _Rec(bytes(raw), queue, env.priority if env else 0, env.enqueued_at if env else self.clock(), "ready")
+            self._recs[job_id] = rec
+            self._put_ready(job_id, rec)
+
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+        encoded = [(env, self.encode(env)) for env in envelopes]
+        with self._cond:
+            now = self.clock()
+            for env, raw in encoded:
+                self._store(env, raw, now)
+
+    # --- worker ---------------------------------------------------------
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+        deadline = self.clock() + timeout
+        with self._cond:
+            while True:
+                self._promote_locked()
+                claims = self._claim_locked(queues, limit, worker_id)
+                remaining = deadline - self.clock()
+                if claims or remaining <= 0:
+                    return claims
+                due = self._next_due()
+                self._cond.wait(min(remaining, max(0.001, due - self.clock())) if due else remaining)
+
+    def _claim_locked(self, queues: Sequence[str], limit: int, worker_id: str) -> list[Claim]:
+        claims: list[Claim] = []
+        lease_until = self.clock() + self.setting("LEASE_SECONDS")
+        for queue in (sorted(self._ready) if queues is None else queues):
+            heap = self._ready.get(queue)
+            while heap and len(claims) < limit and queue not in self._paused:
+                _, seq, job_id = heapq.heappop(heap)
+                rec = self._recs.get(job_id)
+                if rec is None or rec.state != "ready" or rec.seq != seq:
+                    continue  # deleted or moved since it was pushed
+                rec.state, rec.at = "running", self.clock()
+                rec.token, rec.worker_id = f"{job_id}:{uuid.uuid4().hex}", worker_id
+                rec.lease_until = lease_until
+                env = _decode(rec.raw)
+                claims.append(Claim(env, rec.raw, rec.token, worker_id, lease_until,
+                                    None if env else PayloadError("undecodable payload")))
+        return claims
+
+    def complete(self, claims: Sequence[Claim]) -> None:
+        with self._cond:
+            for claim in claims:
+                if self._owned(claim):
+                    del self._recs[claim.token.split(":")[0]]
+                    self._count(failed=False)
+
+    def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        with self._cond:
+            if self._replace(claim, envelope, "retry", run_at):
+                self._count(failed=True)
+
+    def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        with self._cond:
+            self._replace(claim, envelope, "scheduled", run_at)
+
+    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
+        with self._cond:
+            if self._replace(claim, envelope, "dead", self.clock()):
+                self._count(failed=True)
+                self._trim_dead()
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        with self._cond:
+            for claim in claims:
+                rec = self._owned(claim)
+                if rec is not None:
+                    self._put_ready(claim.token.split(":")[0], rec, front=True)
+
+    def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        with self._cond:
+            worker.heartbeat_at = self.clock()
+            self._workers[worker.worker_id] = dataclasses.replace(worker, busy=list(worker.busy))
+            lease_until = self.clock() + self.setting("LEASE_SECONDS")
+            for claim in claims:
+                rec = self._owned(claim)
+                if rec is not None:
+                    rec.lease_until = claim.lease_until = lease_until
+
+    def unregister(self, worker_id: str) -> None:
+        with self._cond:
+            self._workers.pop(worker_id, None)
+
+    def recover_expired(self) -> int:
+        now, lease = self.clock(), self.setting("LEASE_SECONDS")
+        recovered = 0
+        with self._cond:
+            for job_id, rec in list(self._recs.items()):
+                if rec.state != "running" or rec.lease_until > now:
+                    continue
+                env = _decode(rec.raw)
+                fate, env = orphan_envelope(env, now) if env else ("dead", None)
+                if env is not None:
+                    rec.raw = env.encode()
+                if fate == "requeue":
+                    self._put_ready(job_id, rec, front=True)
+                else:
+                    rec.state, rec.at, rec.token = "dead", now, None
+                    self._count(failed=True)
+                recovered += 1
+            expired = [w for w, info in self._workers.items() if info.heartbeat_at + lease < now]
+            for worker_id in expired:
+                del self._workers[worker_id]
+        return recovered
+
+    def promote_due(self) -> int:
+        with self._cond:
+            return self._promote_locked()
+
+    def _promote_locked(self) -> int:
+        now = self.clock()
+        due = sorted((r.at, i) for i, r in self._recs.items() if r.state in ("scheduled", "retry") and r.at <= now)
+        for _, job_id in due:
+            self._put_ready(job_id, self._recs[job_id])
+        return len(due)
+
+    # --- scheduler ------------------------------------------------------
+    def claim_tick(self, name: str, tick_at: float) -> bool:
+        with self._cond:
+            if (name, tick_at) in self._ticks:
+                return False
+            self._ticks.add((name, tick_at))
+            return True
+
+    # --- inspection -----------------------------------------------------
+    def counts(self) -> Counts:
+        with self._cond:
+            today = self._stats.get(dt.date.fromtimestamp(self.clock()).isoformat(), [0, 0])
+            states = [r.state for r in self._recs.values()]
+            return Counts(self._totals[0], self._totals[1], today[0], today[1], states.count("ready"),
+                          states.count("scheduled"), states.count("retry"), states.count("dead"),
+                          states.count("running"))
+
+    def queues(self) -> list[QueueInfo]:
+        now = self.clock()
+        with self._cond:
+            names = set(self._ready) | self._paused | {r.queue for r in self._recs.values()}
+            result = []
+            for name in sorted(names):
+                ready = [r for r in self._recs.values() if r.queue == name and r.state == "ready"]
+                oldest = min((r.enqueued_at for r in ready), default=now)
+                result.append(QueueInfo(name, len(ready), max(0.0, now - oldest), name in self._paused))
+            return result
+
+    def _record(self, job_id: str, rec: _Rec) -> JobRecord:
+        return JobRecord(job_id, rec.state, rec.raw, _decode(rec.raw), rec.at, rec.queue)
+
+    def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
+             search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
+        with self._cond:
+            rows = [self._record(i, r) for i, r in self._recs.items() if r.state == state
+                    and (queue is None or r.queue == queue)]
+        if job:
+            rows = [r for r in rows if r.envelope and r.envelope.job == job]
+        if search:
+            needle = search.lower()
+            rows = [r for r in rows if needle in r.job_id or needle in r.raw.decode("utf-8", "replace").lower()]
+        if state == "dead":
+            rows.sort(key=lambda r: -(r.at or 0))
+        elif state in ("scheduled", "retry"):
+            rows.sort(key=lambda r: r.at or 0)
+        elif state == "ready":
+            rows.sort(key=lambda r: (-self._recs[r.job_id].priority, self._recs[r.job_id].seq)
+                      if r.job_id in self._recs else (0, 0))
+        start = (page - 1) * per_page
+        return Page(rows[start:start + per_page], len(rows), page, per_page)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._cond:
+            rec = self._recs.get(job_id)
+            return self._record(job_id, rec) if rec else None
+
+    def retry_now(self, job_ids: Iterable[str]) -> int:
+        moved = 0
+        with self._cond:
+            for job_id in job_ids:
+                rec = self._recs.get(job_id)
+                if rec is not None and rec.state in ("scheduled", "retry", "dead"):
+                    self._put_ready(job_id, rec)
+                    moved += 1
+        return moved
+
+    def kill_now(self, job_ids: Iterable[str]) -> int:
+        moved = 0
+        with self._cond:
+            for job_id in job_ids:
+                rec = self._recs.get(job_id)
+                if rec is not None and rec.state in ("scheduled", "retry"):
+                    rec.state, rec.at = "dead", self.clock()
+                    moved += 1
+            self._trim_dead()
+        return moved
+
+    def delete(self, job_ids: Iterable[str]) -> int:
+        deleted = 0
+        with self._cond:
+            for job_id in job_ids:
+                rec = self._recs.get(job_id)
+                if rec is not None and rec.state != "running":
+                    del self._recs[job_id]
+                    deleted += 1
+        return deleted
+
+    def clear(self, queue: str) -> int:
+        with self._cond:
+            ids = [i for i, r in self._recs.items() if r.queue == queue and r.state == "ready"]
+            for job_id in ids:
+                del self._recs[job_id]
+            self._ready.pop(queue, None)
+        return len(ids)
+
+    def pause(self, queue: str) -> None:
+        with self._cond:
+            self._paused.add(queue)
+
+    def resume(self, queue: str) -> None:
+        with self._cond:
+            self._paused.discard(queue)
+            self._cond.notify_all()
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._cond:
+            return [dataclasses.replace(w) for w in self._workers.values()]
+
+    def history(self, days: int = 30) -> list[tuple[str, int, int]]:
+        today = dt.date.fromtimestamp(self.clock())
+        with self._cond:
+            result = []
+            for n in range(days - 1, -1, -1):
+                day = (today - dt.timedelta(days=n)).isoformat()
+                processed, failed = self._stats.get(day, [0, 0])
+                result.append((day, processed, failed))
+            return result

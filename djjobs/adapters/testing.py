@@ -1,0 +1,80 @@
+"""The ``test`` adapter: records every enqueue and runs nothing, unless asked.
+
+Jobs are stored like the memory adapter (so the inspection methods and a
+drain work), and every enqueued envelope is also kept in ``enqueued`` in
+order, for assertions. Inside ``perform_enqueued_jobs()`` (``performing`` > 0)
+a job runs at enqueue time in the caller instead, retries at once, and a job
+that fails for good re-raises its exception.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from ..envelope import Envelope
+from .memory import MemoryAdapter
+
+
+class TestAdapter(MemoryAdapter):
+    __test__ = False  # not a pytest test class
+    name = "test"
+
+    def __init__(self, options: dict | None = None):
+        super().__init__(options)
+        self.enqueued: list[Envelope] = []
+        self.performed: list[Envelope] = []
+        self.performing = 0
+        self._record_lock = threading.Lock()
+
+    def enqueue(self, envelope: Envelope) -> None:
+        self.encode(envelope)
+        with self._record_lock:
+            self.enqueued.append(envelope)
+        if self.performing:
+            self.run(envelope)
+        else:
+            super().enqueue(envelope)
+
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+        for env in envelopes:
+            self.enqueue(env)
+
+    def run(self, envelope: Envelope) -> None:
+        from ..execution import perform_in_caller
+        with self._record_lock:
+            self.performed.append(envelope)
+        perform_in_caller(envelope.copy(run_at=None), retry_later=False)
+
+    def drain(self, *, include_scheduled: bool = True, max_rounds: int = 100) -> int:
+        """Run every stored job (and the jobs they enqueue) in the caller; returns how many ran."""
+        ran = 0
+        for _ in range(max_rounds):
+            if include_scheduled:
+                with self._cond:
+                    for rec in self._recs.values():
+                        if rec.state in ("scheduled", "retry"):
+                            rec.at = 0.0
+            claims = self.fetch(None, 10**9, 0, "test-drain")
+            if not claims:
+                return ran
+            self.complete(claims)
+            self.performing += 1
+            try:
+                for claim in claims:
+                    self.run(claim.envelope)
+                    ran += 1
+            finally:
+                self.performing -= 1
+        raise RuntimeError(f"Jobs kept enqueueing jobs for {max_rounds} rounds; stopping the drain.")
+
+    def clear(self, queue: str | None = None) -> int:
+        if queue is not None:
+            return super().clear(queue)
+        with self._cond:
+            n = len(self._recs)
+            self._recs.clear()
+            self._ready.clear()
+        with self._record_lock:
+            self.enqueued.clear()
+            self.performed.clear()
+        return n

@@ -1,0 +1,37 @@
+"""System checks for ``settings.DJJOBS`` (``manage.py check`` and every command start).
+
+djjobs.E001 unknown adapter · E002 bad option type · E003 malformed queue name ·
+E004 unknown key · E005 adapter-specific problem · W001 async adapter with DEBUG=False.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from . import conf
+from .errors import ConfigurationError
+
+
+@register("djjobs")
+def check_settings(app_configs=None, **kwargs) -> list:
+    messages = [Error(msg, hint=hint, id=cid) for cid, msg, hint in conf.validate()]
+    if messages:
+        return messages
+    from .adapters import adapter_class
+    name = conf.get("ADAPTER")
+    try:
+        cls = adapter_class(name)
+    except ConfigurationError as exc:
+        return [Error(str(exc), hint="Set DJJOBS['ADAPTER'] to inline, async, test, redis or database.",
+                      id="djjobs.E001")]
+    if cls.name == "async" and not settings.DEBUG:
+        messages.append(Warning(
+            "DJJOBS['ADAPTER'] is 'async' with DEBUG = False: jobs live in this process' memory and are "
+            "lost when it exits or restarts.",
+            hint="Use the 'database' or 'redis' adapter in production.", id="djjobs.W001"))
+    try:
+        problems = cls(conf.get("OPTIONS")).check() if hasattr(cls, "check") else []
+    except ConfigurationError as exc:
+        problems = [str(exc)]
+    messages += [Error(p, id="djjobs.E005") for p in problems]
+    return messages

@@ -1,0 +1,107 @@
+"""``settings.DJJOBS``: defaults, validation, and the one accessor.
+
+Everything else in djjobs reads settings through :func:`get` so that a test
+that overrides ``DJJOBS`` (``override_settings``) is seen at once.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+ADAPTERS = {
+    "inline": "djjobs.adapters.inline.InlineAdapter",
+    "async": "djjobs.adapters.async_thread.AsyncAdapter",
+    "test": "djjobs.adapters.testing.TestAdapter",
+    "memory": "djjobs.adapters.memory.MemoryAdapter",
+    "redis": "djjobs.adapters.redis.RedisAdapter",
+    "database": "djjobs.adapters.database.DatabaseAdapter",
+}
+
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+# name -> (default, allowed types)
+DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
+    "ADAPTER": ("async", (str,)),
+    "QUEUES": (["default"], (list, tuple)),
+    "DATABASE": ("default", (str,)),
+    "REDIS_URL": ("redis://127.0.0.1:6379/0", (str,)),
+    "REDIS_CACHE_ALIAS": (None, (str, type(None))),
+    "REDIS_PREFIX": ("djjobs", (str,)),
+    "RETRY_ATTEMPTS": (25, (int,)),
+    "MAX_PAYLOAD_BYTES": (1024 * 1024, (int,)),
+    "LEASE_SECONDS": (60, (int, float)),
+    "MAX_WORKER_DEATHS": (3, (int,)),
+    "DEAD_MAX_JOBS": (10_000, (int,)),
+    "DEAD_MAX_DAYS": (180, (int, float)),
+    "FINISHED_RETENTION_SECONDS": (86_400, (int, float)),
+    "CONCURRENCY": (10, (int,)),
+    "SHUTDOWN_TIMEOUT": (25, (int, float)),
+    "POLL_INTERVAL": (1.0, (int, float)),
+    "ASYNC_THREADS": (5, (int,)),
+    "LOG_ARGUMENTS": (False, (bool,)),
+    "CRON": ({}, (dict,)),
+    "OPTIONS": ({}, (dict,)),
+}
+
+_cache: dict[str, Any] | None = None
+
+
+def get(name: str | None = None) -> Any:
+    """The effective value of one setting (or the whole merged dict)."""
+    global _cache
+    if _cache is None:
+        merged = {key: default for key, (default, _) in DEFAULTS.items()}
+        merged.update(getattr(django_settings, "DJJOBS", None) or {})
+        _cache = merged
+    return _cache if name is None else _cache[name]
+
+
+def user_settings() -> Any:
+    return getattr(django_settings, "DJJOBS", None)
+
+
+def validate() -> list[tuple[str, str, str]]:
+    """Problems with ``settings.DJJOBS`` as (check id, message, hint) triples."""
+    raw = user_settings()
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [("djjobs.E002", f"DJJOBS must be a dict, not {type(raw).__name__}.",
+                 'Set DJJOBS = {"ADAPTER": "database"} (or leave it out for the defaults).')]
+    problems = []
+    for key, value in raw.items():
+        if key not in DEFAULTS:
+            problems.append(("djjobs.E004", f"DJJOBS has an unknown key {key!r}.",
+                             "Known keys: " + ", ".join(sorted(DEFAULTS)) + "."))
+            continue
+        _, types = DEFAULTS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join(t.__name__ for t in types)
+            problems.append(("djjobs.E002", f"DJJOBS[{key!r}] must be {names}, not {type(value).__name__} ({value!r}).",
+                             f"Default: {DEFAULTS[key][0]!r}."))
+    for name in raw.get("QUEUES", []) if isinstance(raw.get("QUEUES"), (list, tuple)) else []:
+        if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+            problems.append(("djjobs.E003", f"DJJOBS['QUEUES'] has a malformed queue name {name!r}.",
+                             "Queue names are 1-100 characters of letters, digits, '_', '.', ':' and '-', starting with a letter or digit."))
+    return problems
+
+
+def check_queue_name(name: Any) -> str:
+    """Return ``name`` or raise ValueError naming the rule it breaks."""
+    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+        raise ValueError(f"Malformed queue name {name!r}: use 1-100 characters of letters, digits, "
+                         "'_', '.', ':' and '-', starting with a letter or digit.")
+    return name
+
+
+@receiver(setting_changed)
+def _reset(setting: str, **kwargs: Any) -> None:
+    global _cache
+    if setting == "DJJOBS":
+        _cache = None
+        from djjobs.adapters import reset_adapter
+        reset_adapter()

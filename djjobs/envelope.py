@@ -1,0 +1,78 @@
+"""The one envelope every adapter stores, and its JSON encoding.
+
+The envelope is the whole truth about a job between enqueue and execution:
+adapters may index some of its fields (queue, priority, run_at) but must
+store the encoded bytes unchanged and hand them back byte-exact.
+``version`` lets a newer djjobs read what an older one wrote.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from .errors import PayloadError
+
+VERSION = 1
+
+
+@dataclasses.dataclass(slots=True)
+class Envelope:
+    """A job as stored.
+
+    ``executions`` counts the times the job has started; ``exception_executions``
+    counts failures per retry declaration (so ``retry_on(attempts=5)`` counts only
+    its own exceptions, as in ActiveJob); ``deaths`` counts workers that died
+    while running it. ``error`` is the last failure, kept for the retry and
+    dead sets. ``scheduled_at`` is the cron tick a job belongs to, if any.
+    """
+
+    job: str
+    args: list = dataclasses.field(default_factory=list)
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    job_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    enqueued_at: float = dataclasses.field(default_factory=time.time)
+    run_at: float | None = None
+    executions: int = 0
+    exception_executions: dict[str, int] = dataclasses.field(default_factory=dict)
+    deaths: int = 0
+    error: dict | None = None
+    scheduled_at: float | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+    version: int = VERSION
+
+    def encode(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> "Envelope":
+        """Parse stored bytes; raise PayloadError (never anything else) when they are not an envelope."""
+        try:
+            raw = orjson.loads(data)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise PayloadError(f"Undecodable job payload ({exc}); first bytes: {bytes(data[:80]) if isinstance(data, (bytes, bytearray, memoryview)) else data[:80]!r}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Envelope":
+        if not isinstance(raw, dict) or not isinstance(raw.get("job"), str):
+            raise PayloadError(f"Job payload is not a djjobs envelope (no 'job' name): {str(raw)[:120]}")
+        if raw.get("version", VERSION) > VERSION:
+            raise PayloadError(f"Job payload has envelope version {raw['version']}, newer than this djjobs "
+                               f"understands ({VERSION}); upgrade djjobs on this worker.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as exc:
+            raise PayloadError(f"Job payload has malformed fields: {exc}") from None
+
+    def copy(self, **changes: Any) -> "Envelope":
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        return f"{self.job} id={self.job_id} queue={self.queue}"

@@ -1,0 +1,47 @@
+"""Every public exception djjobs raises, in one place.
+
+Each message names what is wrong and what to do about it; callers should be
+able to act on the text alone.
+"""
+
+
+class DjJobsError(Exception):
+    """Base class of every djjobs error."""
+
+
+class SerializationError(DjJobsError, TypeError):
+    """An argument cannot be stored in a job payload (raised at enqueue time)."""
+
+
+class DeserializationError(DjJobsError):
+    """A stored argument cannot be turned back into a value when the job runs,
+    most often because a referenced model row has been deleted since enqueue.
+    Discard such jobs with ``@discard_on(DeserializationError)``."""
+
+
+class PayloadError(DjJobsError):
+    """A stored payload is not a valid djjobs envelope (corrupt or foreign)."""
+
+
+class UnknownJobError(DjJobsError):
+    """A payload names a job that is not a registered ``Job`` subclass."""
+
+
+class EnqueueError(DjJobsError):
+    """The adapter could not store the job (broker down, payload too large...)."""
+
+
+class UnsupportedFeature(EnqueueError):
+    """The configured adapter cannot do what the enqueue asks (e.g. schedule)."""
+
+
+class ConfigurationError(DjJobsError):
+    """``settings.DJJOBS`` is invalid; the system checks report the same."""
+
+
+class JobTimeout(DjJobsError):
+    """A job ran longer than its ``timeout``."""
+
+
+class WorkerDied(DjJobsError):
+    """The worker running a job died (SIGKILL, OOM, host loss) before it finished."""

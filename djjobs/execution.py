@@ -1,0 +1,154 @@
+"""Run one envelope and decide its outcome. Pure of storage.
+
+:func:`execute` never talks to an adapter: it returns an :class:`Outcome`
+(succeeded, retry at T, rescheduled at T, discarded, dead) and the caller
+(the worker's processor, or the in-caller runners below) carries it out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import traceback
+from typing import Any
+
+from . import conf, handlers, registry, signals
+from .envelope import Envelope
+from .errors import DjJobsError
+from .job import Job, Reschedule
+
+logger = logging.getLogger("djjobs")
+
+SUCCEEDED, RETRY, RESCHEDULED, DISCARDED, DEAD = "succeeded", "retry", "rescheduled", "discarded", "dead"
+
+
+@dataclasses.dataclass
+class Outcome:
+    kind: str
+    envelope: Envelope              # the envelope to store next (executions and errors updated)
+    job: Job | None = None
+    run_at: float | None = None     # for RETRY / RESCHEDULED
+    error: BaseException | None = None
+    result: Any = None
+    duration: float = 0.0
+
+
+def error_info(exc: BaseException, *, at: float | None = None) -> dict:
+    return {"class": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)[:2000],
+            "traceback": "".join(traceback.format_exception(exc))[-20000:], "failed_at": at or time.time()}
+
+
+def execute(envelope: Envelope, *, now: float | None = None) -> Outcome:
+    """Run the job once. Exceptions from the job become outcomes; only
+    KeyboardInterrupt/SystemExit (and other BaseExceptions) propagate."""
+    env = envelope.copy(executions=envelope.executions + 1,
+                        exception_executions=dict(envelope.exception_executions), run_at=None)
+    started = time.perf_counter()
+    try:
+        job = registry.resolve(env.job).from_envelope(env)
+    except DjJobsError as exc:
+        return _finish(Outcome(DEAD, env.copy(error=error_info(exc)), error=exc), started)
+    try:
+        job.load_arguments()
+        _send(signals.job_started, job)
+        result = job.around_perform(lambda: _run(job))
+    except Reschedule as r:
+        run_at = (now or time.time()) + r.wait
+        return _finish(Outcome(RESCHEDULED, env.copy(run_at=run_at), job, run_at), started)
+    except Exception as exc:
+        return _finish(_failure(job, env, exc, now or time.time()), started)
+    return _finish(Outcome(SUCCEEDED, env, job, result=result), started)
+
+
+def _run(job: Job) -> Any:
+    job.before_perform()
+    result = job.perform(*job.arguments, **job.kwargs)
+    job.after_perform()
+    return result
+
+
+def _failure(job: Job, env: Envelope, exc: Exception, now: float) -> Outcome:
+    key = handlers.matching_key(job, exc)
+    if key is not None:
+        env.exception_executions[key] = env.exception_executions.get(key, 0) + 1
+    job.exception_executions = env.exception_executions
+    env = env.copy(error=error_info(exc, at=now))
+    decision = handlers.decide(job, exc)
+    if decision.action == "retry":
+        run_at = now + decision.delay
+        env = env.copy(run_at=run_at, queue=decision.queue or env.queue,
+                       priority=env.priority if decision.priority is None else decision.priority)
+        return Outcome(RETRY, env, job, run_at, exc)
+    if decision.action == "discard":
+        _call_hook(job, job.after_discard, exc)
+        return Outcome(DISCARDED, env, job, error=exc)
+    if decision.handler is not None and decision.handler.on_exhausted is not None:
+        try:
+            decision.handler.on_exhausted(job, exc)
+            return Outcome(DISCARDED, env, job, error=exc)
+        except Exception as hook_exc:
+            env = env.copy(error=error_info(hook_exc, at=now))
+            return Outcome(DEAD, env, job, error=hook_exc)
+    return Outcome(DEAD, env, job, error=exc)
+
+
+def _finish(outcome: Outcome, started: float) -> Outcome:
+    outcome.duration = time.perf_counter() - started
+    job, env, exc = outcome.job, outcome.envelope, outcome.error
+    extra = f" args={env.args!r} kwargs={env.kwargs!r}" if conf.get("LOG_ARGUMENTS") else ""
+    line = "%s %s id=%s queue=%s attempt=%d in %.1f ms%s"
+    params = (outcome.kind, env.job, env.job_id, env.queue, env.executions, outcome.duration * 1000, extra)
+    if outcome.kind == SUCCEEDED:
+        logger.info(line, *params)
+        _send(signals.job_succeeded, job, duration=outcome.duration)
+    elif outcome.kind == RESCHEDULED:
+        logger.info(line + " (retry_job, runs again at %.3f)", *params, outcome.run_at)
+    elif outcome.kind == RETRY:
+        logger.warning(line + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, exc, outcome.run_at)
+        _send(signals.job_retried, job, exception=exc, run_at=outcome.run_at)
+    elif outcome.kind == DISCARDED:
+        logger.warning(line + " (%s: %s)", *params, type(exc).__name__, exc)
+        _send(signals.job_discarded, job, exception=exc)
+    else:
+        logger.error(line + " (%s: %s; moved to the dead set)", *params, type(exc).__name__, exc)
+        _send(signals.job_failed, job, envelope=env, exception=exc)
+    return outcome
+
+
+def _send(signal, job: Job | None, **kwargs: Any) -> None:
+    try:
+        signal.send_robust(sender=type(job) if job is not None else None, job=job, **kwargs)
+    except Exception:  # pragma: no cover - send_robust already catches receivers
+        logger.exception("djjobs signal failed")
+
+
+def _call_hook(job: Job, hook, *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception("%s.%s raised; the job's outcome is unchanged", type(job).__qualname__, hook.__name__)
+
+
+MAX_IN_CALLER_RUNS = 100
+
+
+def perform_in_caller(envelope: Envelope, *, retry_later: bool) -> Any:
+    """Run a job in the calling thread (``perform_now``, the inline adapter, test helpers).
+
+    ``retry_later=True`` (perform_now): a retry or reschedule is enqueued through
+    the configured adapter for later. ``False`` (inline): it runs again at once,
+    ignoring the wait. Failing for good re-raises the job's exception.
+    """
+    from .transaction import submit_envelopes
+    for _ in range(MAX_IN_CALLER_RUNS):
+        outcome = execute(envelope)
+        if outcome.kind in (SUCCEEDED, DISCARDED):
+            return outcome.result
+        if outcome.kind == DEAD:
+            raise outcome.error
+        if retry_later:
+            submit_envelopes([outcome.envelope], after_commit=False)
+            return None
+        envelope = outcome.envelope.copy(run_at=None)
+    raise RuntimeError(f"{envelope.describe()} was retried or rescheduled {MAX_IN_CALLER_RUNS} times in a row "
+                       "in the caller; in-caller runs ignore waits, so use a real adapter for this job.")

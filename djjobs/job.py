@@ -1,0 +1,207 @@
+"""The ``Job`` base class: what users subclass and call.
+
+``perform_later`` stores the job through the configured adapter (deferred to
+``on_commit`` inside a transaction, see :mod:`djjobs.transaction`);
+``perform_now`` runs it here, with the same retry/discard rules.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any, Callable, ClassVar, Iterable
+
+from . import arguments, conf, registry
+from .envelope import Envelope
+
+
+class Reschedule(BaseException):
+    """Raised by :meth:`Job.retry_job`: run this job again later, not as a failure.
+
+    A BaseException so that a job's own ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, wait: float):
+        super().__init__(wait)
+        self.wait = wait
+
+
+def seconds(value: float | int | timedelta | None, what: str = "wait") -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"{what} must be seconds (int/float) or a timedelta, got {value!r}.")
+
+
+class Job:
+    """Subclass, define ``perform``, and call ``MyJob.perform_later(...)``.
+
+    Class attributes (all optional): ``queue_name`` ("default"), ``priority``
+    (0; higher runs first within a queue where the adapter supports it),
+    ``enqueue_after_commit`` (True: inside ``atomic()`` the enqueue waits for the
+    commit), ``timeout`` (seconds a worker lets one run take, None = no limit),
+    ``retry_attempts`` (runs in all under the default retry policy; None = the
+    ``RETRY_ATTEMPTS`` setting), ``on_worker_death`` ("retry" or "fail"),
+    ``job_name`` (the registered name; defaults to ``module.QualName``),
+    ``abstract`` (True: a base class that is never registered).
+    """
+
+    queue_name: ClassVar[str] = "default"
+    priority: ClassVar[int] = 0
+    enqueue_after_commit: ClassVar[bool] = True
+    timeout: ClassVar[float | None] = None
+    retry_attempts: ClassVar[int | None] = None
+    on_worker_death: ClassVar[str] = "retry"
+    job_name: ClassVar[str]
+    abstract: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "job_name" not in cls.__dict__:
+            cls.job_name = f"{cls.__module__}.{cls.__qualname__}"
+        if not cls.__dict__.get("abstract", False):
+            cls.abstract = False
+            registry.register(cls)
+        if cls.on_worker_death not in ("retry", "fail"):
+            raise ValueError(f"{cls.__qualname__}.on_worker_death must be 'retry' or 'fail'.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.arguments: tuple = args
+        self.kwargs: dict = kwargs
+        self.job_id: str = Envelope(job="").job_id
+        self.queue_name = type(self).queue_name
+        self.priority = type(self).priority
+        self.executions: int = 0
+        self.exception_executions: dict[str, int] = {}
+        self.enqueued_at: datetime | None = None
+        self.scheduled_at: datetime | None = None
+        self.run_at: float | None = None
+        self.envelope: Envelope | None = None
+
+    # --- to override ---------------------------------------------------
+    def perform(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must define perform().")
+
+    def before_perform(self) -> None:
+        """Runs before ``perform``; raising here fails the run like ``perform`` would."""
+
+    def after_perform(self) -> None:
+        """Runs after ``perform`` returned without raising."""
+
+    def around_perform(self, run: Callable[[], Any]) -> Any:
+        """Wraps before/perform/after; must call ``run()`` and return its value."""
+        return run()
+
+    def after_discard(self, exc: BaseException) -> None:
+        """Called when ``@discard_on`` (or an exhausted ``on_exhausted`` handler) drops the job."""
+
+    # --- API -----------------------------------------------------------
+    @classmethod
+    def perform_later(cls, *args: Any, **kwargs: Any) -> "Job":
+        """Enqueue with the class' defaults; returns the Job (``.job_id``)."""
+        return cls(*args, **kwargs).enqueue()
+
+    @classmethod
+    def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
+        """Run here and now; a failure follows the retry rules (a retry is enqueued for later)
+        and a failure for good re-raises. Returns ``perform``'s return value."""
+        from .execution import perform_in_caller
+        return perform_in_caller(cls(*args, **kwargs).to_envelope(), retry_later=True)
+
+    @classmethod
+    def set(cls, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
+            queue: str | None = None, priority: int | None = None) -> "ConfiguredJob":
+        """Options for one enqueue: ``MyJob.set(wait=300, queue="critical").perform_later(...)``."""
+        return ConfiguredJob(cls, wait=wait, wait_until=wait_until, queue=queue, priority=priority)
+
+    def enqueue(self, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
+                queue: str | None = None, priority: int | None = None) -> "Job":
+        self.configure(wait=wait, wait_until=wait_until, queue=queue, priority=priority)
+        from .transaction import submit
+        submit([self])
+        return self
+
+    def configure(self, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
+                  queue: str | None = None, priority: int | None = None) -> "Job":
+        if wait is not None and wait_until is not None:
+            raise TypeError("Pass wait or wait_until, not both.")
+        if queue is not None:
+            self.queue_name = conf.check_queue_name(queue)
+        if priority is not None:
+            if not isinstance(priority, int) or isinstance(priority, bool):
+                raise TypeError(f"priority must be an int, got {priority!r}.")
+            self.priority = priority
+        if wait is not None:
+            self.run_at = time.time() + seconds(wait)
+        elif wait_until is not None:
+            if not isinstance(wait_until, datetime) or wait_until.tzinfo is None:
+                raise TypeError(f"wait_until must be an aware datetime, got {wait_until!r}.")
+            self.run_at = wait_until.timestamp()
+        return self
+
+    def retry_job(self, wait: float | timedelta = 0) -> None:
+        """Stop this run and run the job again after ``wait`` (e.g. on HTTP 429).
+        It does not count as a failure: no retry attempt is used up."""
+        raise Reschedule(seconds(wait))
+
+    # --- envelope <-> instance ----------------------------------------------
+    def to_envelope(self) -> Envelope:
+        """Serialize (raises SerializationError naming a bad argument, in the caller)."""
+        args, kwargs = arguments.serialize(self.arguments, self.kwargs)
+        conf.check_queue_name(self.queue_name)
+        env = Envelope(job=type(self).job_name, args=args, kwargs=kwargs, queue=self.queue_name,
+                       priority=self.priority, job_id=self.job_id, run_at=self.run_at,
+                       executions=self.executions, exception_executions=dict(self.exception_executions),
+                       scheduled_at=self.scheduled_at.timestamp() if self.scheduled_at else None)
+        self.envelope = env
+        self.enqueued_at = datetime.fromtimestamp(env.enqueued_at).astimezone()
+        return env
+
+    @classmethod
+    def from_envelope(cls, env: Envelope) -> "Job":
+        """An instance carrying the envelope's state; arguments still serialized
+        (see :meth:`load_arguments`), so a missing row fails inside the run."""
+        job = cls.__new__(cls)
+        job.arguments, job.kwargs = (), {}
+        job.job_id, job.queue_name, job.priority = env.job_id, env.queue, env.priority
+        job.executions, job.exception_executions = env.executions, env.exception_executions
+        job.enqueued_at = datetime.fromtimestamp(env.enqueued_at).astimezone()
+        job.scheduled_at = datetime.fromtimestamp(env.scheduled_at).astimezone() if env.scheduled_at else None
+        job.run_at, job.envelope = env.run_at, env
+        return job
+
+    def load_arguments(self) -> None:
+        args, kwargs = arguments.deserialize(self.envelope.args, self.envelope.kwargs)
+        self.arguments, self.kwargs = tuple(args), kwargs
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} job_id={self.job_id} queue={self.queue_name}>"
+
+
+class ConfiguredJob:
+    """The result of ``Job.set(...)``: the same API with per-enqueue options."""
+
+    def __init__(self, job_class: type[Job], **options: Any):
+        self.job_class, self.options = job_class, options
+
+    def perform_later(self, *args: Any, **kwargs: Any) -> Job:
+        return self.job_class(*args, **kwargs).enqueue(**self.options)
+
+    def perform_now(self, *args: Any, **kwargs: Any) -> Any:
+        return self.job_class.perform_now(*args, **kwargs)
+
+    def new(self, *args: Any, **kwargs: Any) -> Job:
+        """A configured instance, e.g. for :func:`perform_all_later`."""
+        return self.job_class(*args, **kwargs).configure(**self.options)
+
+
+def perform_all_later(jobs: Iterable[Job]) -> list[Job]:
+    """Enqueue many jobs at once: one round trip per batch where the adapter can
+    (``enqueue_many``). Every argument is serialized first, so a bad argument
+    enqueues nothing. Returns the jobs (each with its ``job_id``)."""
+    from .transaction import submit
+    jobs = list(jobs)
+    submit(jobs)
+    return jobs

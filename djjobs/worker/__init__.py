@@ -1,0 +1,1 @@
+"""The worker: ``manage.py runjobs`` (see process.py) and the processor every runner shares."""

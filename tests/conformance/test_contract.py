@@ -1,0 +1,257 @@
+"""The adapter contract (djjobs/adapters/base.py), checked against every adapter.
+
+A behaviour that only one adapter's own tests cover does not exist yet: put it here.
+"""
+import time
+
+import pytest
+from django.test import override_settings
+
+from djjobs.adapters.base import WorkerInfo
+from djjobs.envelope import Envelope
+from djjobs.errors import EnqueueError
+
+W = "worker-1"
+
+
+def env(job="tests.jobs.EchoJob", queue="default", priority=0, **kw):
+    return Envelope(job=job, queue=queue, priority=priority, **kw)
+
+
+def fetch_ids(adapter, queues=("default",), limit=100, worker=W):
+    return [c.envelope.job_id for c in adapter.fetch(list(queues), limit, 0, worker)]
+
+
+def test_enqueue_fetch_round_trips_the_payload_byte_exact(adapter):
+    tricky = env(args=["nul\x00byte", "astral \U0001F600 \U00010348", 2**62, -(2**63)],
+                 kwargs={"nested": {"k": [1.5, None, True]}})
+    adapter.enqueue(tricky)
+    [claim] = adapter.fetch(["default"], 10, 0, W)
+    assert claim.raw == tricky.encode()
+    assert claim.envelope == tricky
+    assert claim.worker_id == W and claim.lease_until > adapter.clock()
+
+
+def test_fifo_within_a_queue_and_priority_first(adapter):
+    jobs = [env(), env(), env(priority=10), env(), env(priority=-5)]
+    for j in jobs:
+        adapter.enqueue(j)
+    expected = [jobs[2].job_id, jobs[0].job_id, jobs[1].job_id, jobs[3].job_id, jobs[4].job_id]
+    assert fetch_ids(adapter) == expected
+
+
+def test_queues_are_fetched_in_the_order_given(adapter):
+    low, high = env(queue="low"), env(queue="mailers")
+    adapter.enqueue(low)
+    adapter.enqueue(high)
+    assert fetch_ids(adapter, ["mailers", "low"], limit=1) == [high.job_id]
+    assert fetch_ids(adapter, ["mailers", "low"], limit=1) == [low.job_id]
+    assert fetch_ids(adapter, ["mailers", "low"], limit=1) == []
+
+
+def test_fetch_respects_the_limit_and_each_job_is_claimed_once(adapter):
+    jobs = [env() for _ in range(7)]
+    adapter.enqueue_many(jobs)
+    first = fetch_ids(adapter, limit=3)
+    second = fetch_ids(adapter, limit=10, worker="worker-2")
+    assert len(first) == 3 and len(second) == 4
+    assert sorted(first + second) == sorted(j.job_id for j in jobs)
+
+
+def test_fetch_on_an_empty_queue_returns_empty_within_the_timeout(adapter):
+    adapter.clock = time.time
+    started = time.monotonic()
+    assert adapter.fetch(["default"], 5, 0.2, W) == []
+    assert time.monotonic() - started < 3
+
+
+def test_scheduled_job_waits_for_its_time_then_is_promoted_once(adapter):
+    later = env(run_at=adapter.clock() + 60)
+    adapter.enqueue(later)
+    assert adapter.counts().scheduled == 1
+    assert fetch_ids(adapter) == []
+    assert adapter.jobs("scheduled").items[0].job_id == later.job_id
+    adapter.clock.advance(61)
+    adapter.promote_due()
+    adapter.promote_due()
+    assert fetch_ids(adapter) == [later.job_id]
+    assert adapter.counts().scheduled == 0
+
+
+def test_complete_forgets_the_job_and_counts_it(adapter):
+    adapter.enqueue(env())
+    claims = adapter.fetch(["default"], 1, 0, W)
+    assert adapter.counts().busy == 1
+    adapter.complete(claims)
+    counts = adapter.counts()
+    assert (counts.processed, counts.processed_today, counts.busy, counts.enqueued) == (1, 1, 0, 0)
+    assert adapter.get(claims[0].envelope.job_id) is None
+    assert adapter.history(2)[-1][1:] == (1, 0)
+
+
+def test_retry_stores_the_new_envelope_in_the_retry_set(adapter):
+    job = env()
+    adapter.enqueue(job)
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    failed = job.copy(executions=1, exception_executions={"default": 1},
+                      error={"class": "ValueError", "message": "boom", "traceback": "tb", "failed_at": 1.0})
+    adapter.retry(claim, failed, adapter.clock() + 30)
+    record = adapter.get(job.job_id)
+    assert record.state == "retry" and record.envelope.error["message"] == "boom"
+    assert record.envelope.executions == 1
+    assert adapter.counts().retry == 1 and adapter.counts().failed == 1
+    assert fetch_ids(adapter) == []
+    adapter.clock.advance(31)
+    adapter.promote_due()
+    assert fetch_ids(adapter) == [job.job_id]
+
+
+def test_reschedule_goes_to_the_scheduled_set_and_is_not_a_failure(adapter):
+    job = env()
+    adapter.enqueue(job)
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    adapter.reschedule(claim, job.copy(executions=1), adapter.clock() + 5)
+    assert adapter.get(job.job_id).state == "scheduled"
+    assert adapter.counts().failed == 0
+
+
+def test_kill_moves_to_dead_and_retry_now_brings_it_back(adapter):
+    job = env()
+    adapter.enqueue(job)
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    adapter.kill(claim, job.copy(error={"class": "X", "message": "dead", "traceback": "", "failed_at": 1.0}))
+    assert adapter.get(job.job_id).state == "dead"
+    page = adapter.jobs("dead")
+    assert page.total == 1 and page.items[0].envelope.error["message"] == "dead"
+    assert adapter.counts().dead == 1 and adapter.counts().failed == 1
+    assert adapter.retry_now([job.job_id]) == 1
+    assert fetch_ids(adapter) == [job.job_id]
+
+
+def test_kill_now_and_delete(adapter):
+    a, b = env(run_at=adapter.clock() + 100), env(run_at=adapter.clock() + 100)
+    adapter.enqueue_many([a, b])
+    assert adapter.kill_now([a.job_id]) == 1
+    assert adapter.get(a.job_id).state == "dead"
+    assert adapter.delete([a.job_id, b.job_id, "missing"]) == 2
+    assert adapter.counts().dead == 0 and adapter.counts().scheduled == 0
+
+
+def test_dead_set_is_capped(adapter):
+    with override_settings(DJJOBS={"DEAD_MAX_JOBS": 3}):
+        adapter.options.pop("DEAD_MAX_JOBS", None)
+        jobs = [env() for _ in range(5)]
+        adapter.enqueue_many(jobs)
+        for claim in adapter.fetch(["default"], 10, 0, W):
+            adapter.clock.advance(1)
+            adapter.kill(claim, claim.envelope)
+        assert adapter.counts().dead == 3
+        kept = {r.job_id for r in adapter.jobs("dead").items}
+        assert kept == {j.job_id for j in jobs[2:]}
+
+
+def test_release_hands_back_to_the_front_unchanged(adapter):
+    first, second = env(), env()
+    adapter.enqueue_many([first, second])
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    adapter.enqueue(third := env())
+    adapter.release([claim])
+    claims = adapter.fetch(["default"], 10, 0, W)
+    assert [c.envelope.job_id for c in claims] == [first.job_id, second.job_id, third.job_id]
+    assert claims[0].envelope == first
+
+
+def test_expired_lease_is_recovered_to_the_front_with_counts(adapter):
+    job, other = env(), env()
+    adapter.enqueue_many([job, other])
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    adapter.clock.advance(adapter.setting("LEASE_SECONDS") + 1)
+    assert adapter.recover_expired() == 1
+    [again] = adapter.fetch(["default"], 1, 0, "worker-2")
+    assert again.envelope.job_id == job.job_id
+    assert (again.envelope.deaths, again.envelope.executions) == (1, 1)
+    # the first worker's claim is stale: its ack must not remove the new run
+    adapter.complete([claim])
+    assert adapter.get(job.job_id).state == "running"
+    adapter.complete([again])
+    assert adapter.get(job.job_id) is None
+
+
+def test_heartbeat_extends_leases_and_registers_the_worker(adapter):
+    adapter.enqueue(job := env())
+    claims = adapter.fetch(["default"], 1, 0, W)
+    info = WorkerInfo(W, "host", 123, ["default"], 10, adapter.clock(),
+                      busy=[{"job_id": job.job_id, "job": job.job, "queue": "default", "started_at": adapter.clock()}])
+    for _ in range(3):
+        adapter.clock.advance(adapter.setting("LEASE_SECONDS") * 0.6)
+        adapter.heartbeat(info, claims)
+        assert adapter.recover_expired() == 0
+    [worker] = adapter.workers()
+    assert (worker.worker_id, worker.pid, worker.busy[0]["job_id"]) == (W, 123, job.job_id)
+    adapter.unregister(W)
+    assert adapter.workers() == []
+
+
+def test_a_job_that_kills_its_worker_repeatedly_goes_dead(adapter):
+    adapter.enqueue(job := env())
+    lease = adapter.setting("LEASE_SECONDS")
+    for _ in range(adapter.setting("MAX_WORKER_DEATHS")):
+        assert fetch_ids(adapter, limit=1) == [job.job_id]
+        adapter.clock.advance(lease + 1)
+        adapter.recover_expired()
+    record = adapter.get(job.job_id)
+    assert record.state == "dead"
+    assert "poison" in record.envelope.error["message"]
+
+
+def test_pause_and_resume(adapter):
+    adapter.enqueue(job := env())
+    adapter.pause("default")
+    assert fetch_ids(adapter) == []
+    assert [q.paused for q in adapter.queues() if q.name == "default"] == [True]
+    adapter.resume("default")
+    assert fetch_ids(adapter) == [job.job_id]
+
+
+def test_queues_report_size_and_latency_and_clear_empties(adapter):
+    adapter.enqueue(env(queue="low"))
+    adapter.clock.advance(10)
+    adapter.enqueue(env(queue="low"))
+    [low] = [q for q in adapter.queues() if q.name == "low"]
+    assert low.size == 2 and 9 <= low.latency <= 11
+    assert adapter.clear("low") == 2
+    assert fetch_ids(adapter, ["low"]) == []
+
+
+def test_claim_tick_is_true_once(adapter):
+    assert adapter.claim_tick("daily", 1000.0) is True
+    assert adapter.claim_tick("daily", 1000.0) is False
+    assert adapter.claim_tick("daily", 1060.0) is True
+    assert adapter.claim_tick("hourly", 1000.0) is True
+
+
+def test_oversized_payload_is_refused(adapter):
+    adapter.options["MAX_PAYLOAD_BYTES"] = 1000
+    with pytest.raises(EnqueueError, match="over the 1,000-byte limit"):
+        adapter.enqueue(env(args=["x" * 2000]))
+    assert adapter.counts().enqueued == 0
+
+
+def test_undecodable_payload_is_claimed_without_an_envelope(adapter):
+    adapter.enqueue_raw(b"\x00not json", "default")
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    assert claim.envelope is None and claim.raw == b"\x00not json"
+    adapter.kill(claim, None)
+    assert adapter.counts().dead == 1
+
+
+def test_jobs_paginates_filters_and_searches(adapter):
+    jobs = [env(job="tests.jobs.EchoJob", run_at=adapter.clock() + 100 + i) for i in range(30)]
+    jobs.append(env(job="tests.jobs.MailerJob", run_at=adapter.clock() + 500, args=["needle@example.com"]))
+    adapter.enqueue_many(jobs)
+    page = adapter.jobs("scheduled", page=2, per_page=10)
+    assert page.total == 31 and [r.job_id for r in page.items] == [j.job_id for j in jobs[10:20]]
+    assert adapter.jobs("scheduled", job="tests.jobs.MailerJob").total == 1
+    assert adapter.jobs("scheduled", search="needle@").items[0].job_id == jobs[-1].job_id
+    assert adapter.jobs("scheduled", search=jobs[3].job_id).items[0].job_id == jobs[3].job_id
+    assert adapter.jobs("scheduled", queue="low").total == 0
