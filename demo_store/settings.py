@@ -54,7 +54,7 @@ DJJOBS = {
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = "store@example.com"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,7 +1,9 @@
 """System checks for ``settings.DJJOBS`` (``manage.py check`` and every command start).
 
 djjobs.E001 unknown adapter · E002 bad option type · E003 malformed queue name ·
-E004 unknown key · E005 adapter-specific problem · W001 async adapter with DEBUG=False.
+E004 unknown key · E005 adapter-specific problem · W001 async adapter with DEBUG=False ·
+E010 malformed cron entry · E011 bad cron expression · E012 unknown cron job class ·
+E013 unknown time zone · E014 cron arguments that do not serialize.
 """
 from __future__ import annotations
 
@@ -35,3 +37,13 @@ def check_settings(app_configs=None, **kwargs) -> list:
         problems = [str(exc)]
     messages += [Error(p, id="djjobs.E005") for p in problems]
     return messages
+
+
+@register("djjobs")
+def check_cron(app_configs=None, **kwargs) -> list:
+    """Bad cron entries fail at startup, not at midnight."""
+    from .cron import parse_entries
+    if not isinstance(conf.user_settings(), dict):
+        return []
+    _, problems = parse_entries(conf.get("CRON"))
+    return [Error(message, id=check_id) for check_id, message in problems]

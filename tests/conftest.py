@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["tests.fixtures.core", "tests.fixtures.redis", "tests.fixtures.database"]
+pytest_plugins = ["tests.fixtures.core", "tests.fixtures.redis", "tests.fixtures.database", "tests.fixtures.worker"]
 
 
 @pytest.fixture(autouse=True)

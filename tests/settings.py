@@ -7,6 +7,6 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests"]  # noqa: F405
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("TEST_SQLITE", ":memory:"),
                          "TEST": {"NAME": os.environ.get("TEST_SQLITE")} if os.environ.get("TEST_SQLITE") else {}}}
 DJJOBS = {"ADAPTER": "test", "QUEUES": ["default", "mailers", "low"]}
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -49,13 +49,21 @@ STATES = ("ready", "scheduled", "retry", "running", "dead")
 @dataclasses.dataclass
 class Claim:
     """A job handed to a worker: the envelope, the stored bytes, and the
-    adapter's handle on the in-flight record (``token``)."""
+    adapter's handle on the in-flight record (``token``).
+
+    ``token`` must be a str or int: the supervisor renews leases from another
+    process and rebuilds claims from (token, raw, worker_id) alone, so
+    ``heartbeat`` may rely on nothing else."""
     envelope: Envelope | None       # None when the stored bytes do not decode
     raw: bytes
     token: Any
     worker_id: str
     lease_until: float
     error: Exception | None = None  # why envelope is None
+
+    @property
+    def key(self) -> str:
+        return str(self.token)
 
 
 @dataclasses.dataclass
@@ -220,6 +228,15 @@ class Adapter(ABC):
     # --- scheduler ------------------------------------------------------
     def claim_tick(self, name: str, tick_at: float) -> bool:
         """True exactly once per (name, tick_at), whoever asks, for cron."""
+        raise NotImplementedError
+
+    def cron_states(self) -> dict[str, dict]:
+        """Every cron entry's stored state: ``last_tick``, ``last_enqueued_at``,
+        ``last_job_id``, ``last_outcome`` (for catch-up and the admin)."""
+        raise NotImplementedError
+
+    def set_cron_state(self, name: str, state: dict) -> None:
+        """Replace one entry's state (a JSON-able dict)."""
         raise NotImplementedError
 
     # --- inspection (admin, jobs_status) -----------------------------------

@@ -56,6 +56,7 @@ class MemoryAdapter(Adapter):
         self._totals = [0, 0]
         self._paused: set[str] = set()
         self._ticks: set[tuple[str, float]] = set()
+        self._cron: dict[str, dict] = {}
         self._workers: dict[str, WorkerInfo] = {}
 
     # --- internals (caller holds the lock) ------------------------------------
@@ -240,6 +241,14 @@ class MemoryAdapter(Adapter):
                 return False
             self._ticks.add((name, tick_at))
             return True
+
+    def cron_states(self) -> dict[str, dict]:
+        with self._cond:
+            return {name: dict(state) for name, state in self._cron.items()}
+
+    def set_cron_state(self, name: str, state: dict) -> None:
+        with self._cond:
+            self._cron[name] = dict(state)
 
     # --- inspection -----------------------------------------------------
     def counts(self) -> Counts:

@@ -255,3 +255,13 @@ def test_jobs_paginates_filters_and_searches(adapter):
     assert adapter.jobs("scheduled", search="needle@").items[0].job_id == jobs[-1].job_id
     assert adapter.jobs("scheduled", search=jobs[3].job_id).items[0].job_id == jobs[3].job_id
     assert adapter.jobs("scheduled", queue="low").total == 0
+
+
+def test_cron_state_is_stored_per_entry(adapter):
+    assert adapter.cron_states() == {}
+    adapter.set_cron_state("daily", {"last_tick": 1000.0, "last_outcome": "enqueued", "last_job_id": "abc"})
+    adapter.set_cron_state("hourly", {"last_tick": 2000.0, "last_outcome": "failed: X", "last_job_id": None})
+    adapter.set_cron_state("daily", {"last_tick": 1060.0, "last_outcome": "enqueued", "last_job_id": "def"})
+    states = adapter.cron_states()
+    assert states["daily"] == {"last_tick": 1060.0, "last_outcome": "enqueued", "last_job_id": "def"}
+    assert states["hourly"]["last_outcome"] == "failed: X"

@@ -1,0 +1,199 @@
+"""The supervisor: starts N worker processes, renews their leases, restarts
+one that dies, and stops them all gracefully.
+
+Lease renewal lives here, not in the worker processes, because a job that
+holds the GIL (or blocks in C) in a worker would stall a renewal thread
+there; the supervisor runs no jobs. Each worker reports the claims it holds
+through a pipe; the supervisor heartbeats them every ``LEASE_SECONDS / 4``.
+A worker that dies stops being renewed, so its jobs are recovered by any
+worker's poller once their lease expires (at-least-once).
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..adapters.base import Adapter, Claim, WorkerInfo
+from ..envelope import Envelope
+from ..errors import PayloadError
+
+logger = logging.getLogger("djjobs")
+
+
+@dataclass
+class Child:
+    slot: int
+    proc: subprocess.Popen
+    pipe: int
+    started_at: float = field(default_factory=time.time)
+    worker_id: str = ""
+    buffer: bytes = b""
+    claims: dict[str, tuple[Claim, dict]] = field(default_factory=dict)
+    stopped: bool = False
+
+
+class Supervisor:
+    def __init__(self, adapter: Adapter, child_argv: list[str], *, processes: int, queues: list[str],
+                 concurrency: int, shutdown_timeout: float):
+        self.adapter, self.child_argv = adapter, child_argv
+        self.processes, self.queues, self.concurrency = processes, queues, concurrency
+        self.shutdown_timeout = shutdown_timeout
+        self.lease = float(adapter.setting("LEASE_SECONDS"))
+        self.children: dict[int, Child] = {}
+        self.selector = selectors.DefaultSelector()
+        self.stopping_since: float | None = None
+        self.signals = 0
+        self.restarts: list[float] = []
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGTSTP, lambda *_: self._forward(signal.SIGTSTP))
+
+    def _on_stop(self, signum, frame) -> None:
+        self.signals += 1
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+        self._forward(signum if self.signals == 1 else signal.SIGINT)
+
+    def _forward(self, signum: int) -> None:
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                os.kill(child.proc.pid, signum)
+
+    # --- children ----------------------------------------------------------
+    def _spawn(self, slot: int) -> None:
+        read_fd, write_fd = os.pipe()
+        argv = [*self.child_argv, "--pipe-fd", str(write_fd)]
+        proc = subprocess.Popen(argv, pass_fds=(write_fd,), start_new_session=True, env=child_env())
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        child = Child(slot, proc, read_fd)
+        self.children[slot] = child
+        self.selector.register(read_fd, selectors.EVENT_READ, child)
+
+    def _reap(self, child: Child) -> None:
+        self.selector.unregister(child.pipe)
+        self._drain(child)
+        os.close(child.pipe)
+        if child.worker_id:
+            try:
+                self.adapter.unregister(child.worker_id)
+            except Exception as exc:
+                logger.error("Could not unregister %s: %s", child.worker_id, exc)
+        if child.claims:
+            logger.warning("Worker pid %d exited holding %d job(s); they return to their queues when their "
+                           "lease expires", child.proc.pid, len(child.claims))
+
+    def _drain(self, child: Child) -> None:
+        try:
+            while chunk := os.read(child.pipe, 65536):
+                child.buffer += chunk
+        except BlockingIOError:
+            pass
+        *lines, child.buffer = child.buffer.split(b"\n")
+        for line in lines:
+            if line:
+                self._handle(child, orjson.loads(line))
+
+    def _handle(self, child: Child, message: dict) -> None:
+        event = message["event"]
+        if event == "claimed":
+            for item in message["claims"]:
+                raw = base64.b64decode(item["raw"])
+                try:
+                    env = Envelope.decode(raw)
+                except PayloadError:
+                    env = None
+                child.claims[item["key"]] = (Claim(env, raw, item["token"], child.worker_id, item["lease_until"]),
+                                             {"job_id": item["job_id"], "job": item["job"], "queue": item["queue"],
+                                              "started_at": time.time()})
+        elif event == "done":
+            for key in message["keys"]:
+                child.claims.pop(key, None)
+        elif event == "started":
+            child.worker_id = message["worker_id"]
+        elif event == "stopped":
+            child.stopped = True
+
+    # --- main loop ---------------------------------------------------------
+    def run(self) -> int:
+        for slot in range(self.processes):
+            self._spawn(slot)
+        next_beat = 0.0
+        while self.children:
+            for key, _ in self.selector.select(timeout=0.2):
+                self._drain(key.data)
+            if time.monotonic() >= next_beat:
+                self._heartbeat()
+                next_beat = time.monotonic() + max(0.5, self.lease / 4)
+            self._check_children()
+            if self.stopping_since is not None:
+                self._enforce_stop_deadline()
+        logger.info("All workers stopped")
+        return 0
+
+    def _heartbeat(self) -> None:
+        for child in list(self.children.values()):
+            if not child.worker_id:
+                continue
+            claims = [claim for claim, _ in child.claims.values()]
+            info = WorkerInfo(child.worker_id, socket.gethostname(), child.proc.pid, self.queues,
+                              self.concurrency, child.started_at, busy=[meta for _, meta in child.claims.values()])
+            try:
+                self.adapter.heartbeat(info, claims)
+            except Exception as exc:
+                logger.error("Heartbeat failed (%s: %s); retrying", type(exc).__name__, exc)
+
+    def _check_children(self) -> None:
+        for slot, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            self._reap(child)
+            del self.children[slot]
+            if self.stopping_since is None:
+                logger.error("Worker pid %d exited with code %s; starting a new one", child.proc.pid, code)
+                self._respawn(slot)
+
+    def _respawn(self, slot: int) -> None:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+        if len(self.restarts) > 5 * self.processes:
+            time.sleep(min(10.0, 0.5 * len(self.restarts)))  # crash loop: slow down, keep trying
+        self._spawn(slot)
+
+    def _enforce_stop_deadline(self) -> None:
+        if time.monotonic() - self.stopping_since > self.shutdown_timeout + 15:
+            for child in self.children.values():
+                if child.proc.poll() is None:
+                    logger.error("Worker pid %d did not stop in time; killing it", child.proc.pid)
+                    child.proc.kill()
+
+
+def child_argv(options: dict) -> list[str]:
+    """How to start one worker process: this interpreter, this project, the same settings."""
+    argv = [sys.executable, "-m", "django", "runjobs", "--child"]
+    for queue in options["queue"] or []:
+        argv += ["--queue", queue]
+    argv += ["--concurrency", str(options["concurrency"]), "--shutdown-timeout", str(options["shutdown_timeout"]),
+             "--verbosity", str(options["verbosity"])]
+    return argv
+
+
+def child_env() -> dict:
+    """The project's import path, so ``python -m django`` finds the settings module."""
+    env = dict(os.environ)
+    paths = [os.getcwd(), os.path.dirname(os.path.abspath(sys.argv[0]))]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    return env

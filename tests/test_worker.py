@@ -1,0 +1,148 @@
+"""`runjobs` as real processes on every durable adapter: crash recovery (SIGKILL),
+graceful and quiet stops, lease renewal under a GIL-bound job, timeouts, poison
+payloads, and no double execution across processes."""
+import collections
+import signal
+import time
+
+import pytest
+
+from djjobs.envelope import Envelope
+from tests.fixtures.worker import wait_for
+from tests.worker_jobs import BusyJob, RecordJob, StuckJob
+
+pytestmark = pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else []
+
+
+def push(backend, job_cls, *args, **options):
+    env = Envelope(job=job_cls.job_name, args=list(args), **options)
+    backend.adapter.enqueue(env)
+    return env
+
+
+def lines(path, kind=None):
+    if not path.exists():
+        return []
+    rows = [line.split() for line in path.read_text().splitlines()]
+    return [r for r in rows if kind is None or r[0] == kind]
+
+
+def test_worker_drains_and_unregisters_on_sigterm(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    for i in range(50):
+        push(backend, RecordJob, str(trace), f"j{i}")
+    worker = start_worker("-c", "5")
+    wait_for(lambda: len(lines(trace, "ran")) == 50, 30, "50 jobs to run")
+    wait_for(lambda: backend.adapter.workers(), 10, "the worker to register")
+    [info] = backend.adapter.workers()
+    assert info.concurrency == 5 and info.pid in worker.children()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert sorted(r[1] for r in lines(trace, "ran")) == sorted(f"j{i}" for i in range(50))
+    assert backend.adapter.workers() == []
+    counts = backend.adapter.counts()
+    assert (counts.enqueued, counts.busy, counts.processed) == (0, 0, 50)
+    assert "adapter" in worker.output()
+
+
+def test_sigkilled_worker_job_runs_again_after_the_lease(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    env = push(backend, RecordJob, str(trace), "victim", 3.0)
+    worker = start_worker("-c", "2")
+    wait_for(lambda: lines(trace, "start"), 30, "the job to start")
+    [child] = worker.children()
+    import os
+    os.kill(child, signal.SIGKILL)
+    # the supervisor starts a new worker process; the lease (2 s) expires and the job runs again
+    ran = wait_for(lambda: lines(trace, "ran"), 40, "the job to run again after the lease")
+    assert ran[0][1] == "victim" and ran[0][3] == "2", (ran, worker.output())
+    assert int(ran[0][2]) != child
+    wait_for(lambda: backend.adapter.get(env.job_id) is None, 10, "the job to be acknowledged")
+    assert len(lines(trace, "start")) == 2
+
+
+def test_sigterm_lets_a_running_job_finish(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    push(backend, RecordJob, str(trace), "slow", 1.5)
+    worker = start_worker("-c", "2", "--shutdown-timeout", "20")
+    wait_for(lambda: lines(trace, "start"), 30, "the job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(40) == 0
+    assert [r[1] for r in lines(trace, "ran")] == ["slow"]
+    assert backend.adapter.counts().enqueued == 0
+
+
+def test_sigterm_past_the_timeout_hands_the_job_back(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    env = push(backend, RecordJob, str(trace), "too-slow", 20)
+    worker = start_worker("-c", "2", "--shutdown-timeout", "1")
+    wait_for(lambda: lines(trace, "start"), 30, "the job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(40) == 0, worker.output()
+    record = backend.adapter.get(env.job_id)
+    assert record is not None and record.state == "ready", record
+    assert record.envelope.executions == 0  # handed back unchanged
+    assert lines(trace, "ran") == []
+
+
+def test_quiet_worker_stops_fetching(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    worker = start_worker("-c", "2")
+    push(backend, RecordJob, str(trace), "before")
+    wait_for(lambda: lines(trace, "ran"), 30, "the first job")
+    worker.signal(signal.SIGTSTP)
+    time.sleep(1.5)
+    push(backend, RecordJob, str(trace), "after")
+    time.sleep(2.5)
+    assert [r[1] for r in lines(trace, "ran")] == ["before"]
+    assert backend.adapter.counts().enqueued == 1
+
+
+def test_lease_is_renewed_while_a_job_holds_the_interpreter(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    lease = backend.djjobs["LEASE_SECONDS"]
+    push(backend, BusyJob, str(trace), "busy", lease * 3)
+    start_worker("-c", "2")
+    wait_for(lambda: lines(trace, "ran"), lease * 3 + 30, "the busy job to finish")
+    time.sleep(lease)
+    assert len(lines(trace, "start")) == 1, "the job was recovered while running: its lease was not renewed"
+    assert backend.adapter.counts().processed == 1
+
+
+def test_poison_payloads_go_dead_and_the_worker_keeps_running(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    backend.adapter.enqueue_raw(b"{not json", "default")
+    backend.adapter.enqueue(Envelope(job="os.system", args=["echo pwned"]))
+    start_worker("-c", "2")
+    push(backend, RecordJob, str(trace), "after-poison")
+    wait_for(lambda: lines(trace, "ran"), 30, "a normal job after the poison ones")
+    dead = wait_for(lambda: backend.adapter.jobs("dead").items if backend.adapter.counts().dead == 2 else None,
+                    10, "two dead jobs")
+    errors = sorted(r.envelope.error["class"] for r in dead if r.envelope)
+    assert errors == ["djjobs.errors.UnknownJobError"]
+    assert any(r.envelope is None for r in dead)
+
+
+def test_a_job_past_its_timeout_is_stopped(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    env = push(backend, StuckJob, str(trace), "stuck")
+    start_worker("-c", "2")
+    wait_for(lambda: backend.adapter.counts().dead == 1, 30, "the stuck job to be stopped")
+    record = backend.adapter.get(env.job_id)
+    assert record.envelope.error["class"] == "djjobs.errors.JobTimeout"
+    assert lines(trace, "ran") == []
+
+
+def test_two_processes_never_run_a_job_twice(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    n = 3000
+    backend.adapter.enqueue_many([Envelope(job=RecordJob.job_name, args=[str(trace), f"j{i}"]) for i in range(n)])
+    worker = start_worker("-p", "2", "-c", "8")
+    wait_for(lambda: len(lines(trace, "ran")) >= n, 120, f"{n} jobs", interval=0.2)
+    time.sleep(0.5)
+    ran = lines(trace, "ran")
+    counts = collections.Counter(r[1] for r in ran)
+    assert len(counts) == n and max(counts.values()) == 1, [t for t, c in counts.items() if c > 1][:10]
+    assert len({r[2] for r in ran}) == 2, "both worker processes should have run jobs"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(40) == 0

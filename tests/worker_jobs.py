@@ -1,0 +1,52 @@
+"""Jobs run by real worker processes in the tests. They leave their trace in a
+file (one line per event, appended with a single write), which works the same
+whichever adapter the worker uses."""
+import os
+import time
+
+from djjobs import Job
+
+
+def note(path: str, *fields) -> None:
+    line = (" ".join(str(f) for f in fields) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+class RecordJob(Job):
+    """Writes 'ran <token> <pid> <executions>', optionally after sleeping."""
+    retry_attempts = 1
+
+    def perform(self, path, token, sleep=0.0):
+        if sleep:
+            note(path, "start", token, os.getpid(), self.executions)
+            time.sleep(sleep)
+        note(path, "ran", token, os.getpid(), self.executions)
+
+
+class BusyJob(Job):
+    """Holds the GIL-bound interpreter busy for ``seconds`` (a pure-Python loop)."""
+
+    def perform(self, path, token, seconds):
+        note(path, "start", token, os.getpid(), self.executions)
+        deadline = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+        note(path, "ran", token, os.getpid(), self.executions)
+
+
+class StuckJob(Job):
+    """Loops in Python far past its timeout; JobTimeout must stop it."""
+    timeout = 1
+    retry_attempts = 1
+
+    def perform(self, path, token):
+        note(path, "start", token, os.getpid(), self.executions)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pass
+        note(path, "ran", token, os.getpid(), self.executions)
