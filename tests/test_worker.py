@@ -11,7 +11,7 @@ from djjobs.envelope import Envelope
 from tests.fixtures.worker import wait_for
 from tests.worker_jobs import BusyJob, RecordJob, StuckJob
 
-pytestmark = pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else []
+pytestmark = pytest.mark.timeout(180)
 
 
 def push(backend, job_cls, *args, **options):
