@@ -11,3 +11,11 @@ class DjJobsConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         # Job classes register when defined: import every installed app's jobs.py.
         autodiscover_modules("jobs")
+        if uses_djjobs_tasks():
+            autodiscover_modules("tasks")  # @task functions register their Job classes
+
+
+def uses_djjobs_tasks() -> bool:
+    from django.conf import settings
+    backends = getattr(settings, "TASKS", None) or {}
+    return any(str(b.get("BACKEND", "")).startswith("djjobs.") for b in backends.values())

@@ -95,6 +95,8 @@ def _failure(job: Job, env: Envelope, exc: Exception, now: float) -> Outcome:
 def _finish(outcome: Outcome, started: float) -> Outcome:
     outcome.duration = time.perf_counter() - started
     job, env, exc = outcome.job, outcome.envelope, outcome.error
+    if job is not None:
+        _call_hook(job, job.after_outcome, outcome)
     extra = f" args={env.args!r} kwargs={env.kwargs!r}" if conf.get("LOG_ARGUMENTS") else ""
     line = "%s %s id=%s queue=%s attempt=%d in %.1f ms%s"
     params = (outcome.kind, env.job, env.job_id, env.queue, env.executions, outcome.duration * 1000, extra)

@@ -97,6 +97,11 @@ class Job:
     def after_discard(self, exc: BaseException) -> None:
         """Called when ``@discard_on`` (or an exhausted ``on_exhausted`` handler) drops the job."""
 
+    def after_outcome(self, outcome: Any) -> None:
+        """Called once per run with its :class:`~djjobs.execution.Outcome` (kind
+        succeeded/retry/rescheduled/discarded/dead), e.g. to record results or metrics.
+        Exceptions here are logged and do not change the outcome."""
+
     # --- API -----------------------------------------------------------
     @classmethod
     def perform_later(cls, *args: Any, **kwargs: Any) -> "Job":

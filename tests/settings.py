@@ -10,3 +10,4 @@ DJJOBS = {"ADAPTER": "test", "QUEUES": ["default", "mailers", "low"]}
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+TASKS = {"default": {"BACKEND": "djjobs.tasks.JobsBackend", "QUEUES": ["default", "mailers", "low"]}}

@@ -239,6 +239,15 @@ class Adapter(ABC):
         """Replace one entry's state (a JSON-able dict)."""
         raise NotImplementedError
 
+    # --- results (django.tasks) ----------------------------------------------
+    def save_result(self, job_id: str, result: dict, ttl: float) -> None:
+        """Store a task's result record (JSON-able dict), replacing any, kept ``ttl`` seconds."""
+        raise NotImplementedError
+
+    def load_result(self, job_id: str) -> dict | None:
+        """The stored result record, or None (never stored, or expired)."""
+        raise NotImplementedError
+
     # --- inspection (admin, jobs_status) -----------------------------------
     def counts(self) -> Counts:
         raise NotImplementedError

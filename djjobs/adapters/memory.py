@@ -12,6 +12,8 @@ import heapq
 import itertools
 import threading
 import uuid
+
+import orjson
 from typing import Iterable, Sequence
 
 from ..envelope import Envelope
@@ -57,6 +59,7 @@ class MemoryAdapter(Adapter):
         self._paused: set[str] = set()
         self._ticks: set[tuple[str, float]] = set()
         self._cron: dict[str, dict] = {}
+        self._results: dict[str, tuple[float, bytes]] = {}
         self._workers: dict[str, WorkerInfo] = {}
 
     # --- internals (caller holds the lock) ------------------------------------
@@ -249,6 +252,19 @@ class MemoryAdapter(Adapter):
     def set_cron_state(self, name: str, state: dict) -> None:
         with self._cond:
             self._cron[name] = dict(state)
+
+    def save_result(self, job_id: str, result: dict, ttl: float) -> None:
+        data = orjson.dumps(result)
+        with self._cond:
+            self._results[job_id] = (self.clock() + ttl, data)
+
+    def load_result(self, job_id: str) -> dict | None:
+        with self._cond:
+            expires, data = self._results.get(job_id, (0.0, b""))
+            if expires <= self.clock():
+                self._results.pop(job_id, None)
+                return None
+        return orjson.loads(data)
 
     # --- inspection -----------------------------------------------------
     def counts(self) -> Counts:

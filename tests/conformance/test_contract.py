@@ -265,3 +265,14 @@ def test_cron_state_is_stored_per_entry(adapter):
     states = adapter.cron_states()
     assert states["daily"] == {"last_tick": 1060.0, "last_outcome": "enqueued", "last_job_id": "def"}
     assert states["hourly"]["last_outcome"] == "failed: X"
+
+
+def test_results_are_stored_and_expire(adapter):
+    record = {"status": "SUCCESSFUL", "return_value": {"n": [1, 2]}, "errors": [], "text": "nul\x00 \U0001F600"}
+    adapter.save_result("r1", record, ttl=60)
+    assert adapter.load_result("r1") == record
+    assert adapter.load_result("missing") is None
+    adapter.save_result("r1", {**record, "status": "FAILED"}, ttl=60)
+    assert adapter.load_result("r1")["status"] == "FAILED"
+    adapter.clock.advance(61)
+    assert adapter.load_result("r1") is None
