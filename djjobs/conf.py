@@ -44,6 +44,8 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "ASYNC_THREADS": (5, (int,)),
     "LOG_ARGUMENTS": (False, (bool,)),
     "CRON": ({}, (dict,)),
+    "ADMIN_SECRET_ARGUMENTS": (["password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
+                                "credential", "private_key"], (list, tuple)),
     "OPTIONS": ({}, (dict,)),
 }
 
