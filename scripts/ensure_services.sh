@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the servers the test-suite starts are installed: redis-server and
-# PostgreSQL's server binaries. Installs them with apt-get when missing and root.
+# PostgreSQL's server binaries, and Chromium for the browser tests. Installs them with apt-get when missing and root.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # browser tests (Playwright drives Debian's Chromium)
 pg_ok=0
 for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && pg_ok=1; done
 command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && pg_ok=1
