@@ -30,7 +30,7 @@ venv: $(STAMP)
 # Servers the tests start themselves (redis-server, PostgreSQL's initdb/pg_ctl):
 # installed with apt-get when missing and we are root.
 services:
-	@bash scripts/ensure_services.sh
+	@bash .ci/ensure_services.sh
 
 test: venv services
 	@$(PY) -m pytest $(PYTEST_ARGS)
