@@ -1,2 +1,97 @@
-"""djjobs' models: the admin's permission anchor (more come with the database adapter)."""
+"""Tables of the database adapter (jobs, counters, registry, cron, results) and
+the admin's permission anchor. Times are epoch seconds (floats) taken from
+the adapter's clock, so every adapter decides "due" and "expired" the same way.
+"""
+from django.db import models
+from django.db.models import Q
+
 from .admin_models import Dashboard  # noqa: F401
+
+
+class JobRow(models.Model):
+    """One job. ``payload`` holds the envelope's bytes unchanged (bytea/blob:
+    byte-exact, NUL characters included); the other columns index it."""
+
+    job_id = models.CharField(max_length=64, unique=True)
+    job_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=100)
+    priority = models.IntegerField(default=0)
+    state = models.CharField(max_length=10)  # ready scheduled retry running dead finished
+    position = models.BigIntegerField(default=0)  # FIFO key within a priority; negative = front
+    run_at = models.FloatField(null=True)
+    enqueued_at = models.FloatField()
+    updated_at = models.FloatField()  # last state change: claimed, failed (dead), finished
+    attempts = models.IntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, null=True)
+    lease_token = models.CharField(max_length=64, null=True)
+    lease_until = models.FloatField(null=True)
+    error = models.TextField(default="", blank=True)
+    payload = models.BinaryField()
+
+    class Meta:
+        db_table = "djjobs_job"
+        indexes = [
+            models.Index(fields=["queue", "-priority", "position", "id"], condition=Q(state="ready"),
+                         name="djjobs_job_fetch"),
+            models.Index(fields=["queue", "enqueued_at"], condition=Q(state="ready"), name="djjobs_job_latency"),
+            models.Index(fields=["state", "run_at"], name="djjobs_job_due"),
+            models.Index(fields=["state", "lease_until"], name="djjobs_job_lease"),
+            models.Index(fields=["state", "updated_at"], name="djjobs_job_updated"),
+        ]
+
+
+class DailyStat(models.Model):
+    day = models.CharField(max_length=10, primary_key=True)  # ISO date
+    processed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "djjobs_dailystat"
+
+
+class PausedQueue(models.Model):
+    name = models.CharField(max_length=100, primary_key=True)
+
+    class Meta:
+        db_table = "djjobs_pausedqueue"
+
+
+class WorkerRow(models.Model):
+    worker_id = models.CharField(max_length=200, primary_key=True)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.IntegerField()
+    started_at = models.FloatField()
+    heartbeat_at = models.FloatField()
+    busy = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "djjobs_worker"
+
+
+class CronTick(models.Model):
+    name = models.CharField(max_length=200)
+    tick_at = models.FloatField()
+    claimed_at = models.FloatField()
+
+    class Meta:
+        db_table = "djjobs_crontick"
+        constraints = [models.UniqueConstraint(fields=["name", "tick_at"], name="djjobs_crontick_once")]
+
+
+class CronState(models.Model):
+    name = models.CharField(max_length=200, primary_key=True)
+    state = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "djjobs_cronstate"
+
+
+class TaskResultRow(models.Model):
+    job_id = models.CharField(max_length=64, primary_key=True)
+    data = models.BinaryField()
+    expires_at = models.FloatField(db_index=True)
+
+    class Meta:
+        db_table = "djjobs_taskresult"

@@ -4,4 +4,6 @@ adding its name here."""
 CONFORMANCE_ADAPTERS = [
     "memory",
     "test",
+    "database-sqlite",
+    "database-postgres",
 ]

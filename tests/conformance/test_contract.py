@@ -12,6 +12,7 @@ from djjobs.envelope import Envelope
 from djjobs.errors import EnqueueError
 
 W = "worker-1"
+pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 def env(job="tests.jobs.EchoJob", queue="default", priority=0, **kw):

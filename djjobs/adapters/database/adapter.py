@@ -1,0 +1,397 @@
+"""The database adapter: jobs are rows in Django's own database.
+
+Promises (beyond the contract in ``adapters/base.py``):
+
+- **Transactional enqueue**: ``perform_later`` inside ``transaction.atomic()`` writes
+  the job row in that same transaction (on ``DJJOBS["DATABASE"]``), so the job
+  exists if and only if the caller's data commits. No ``on_commit`` deferral.
+- A claim commits before ``fetch`` returns; no transaction is held while a job runs.
+- Every state change of a claimed job is fenced by its lease token, so a worker
+  whose lease expired cannot ack, retry or kill a job someone else now runs.
+- Finished jobs are kept ``FINISHED_RETENTION_SECONDS`` (state ``finished``) and
+  pruned by the worker in small batches; dead jobs are capped by ``DEAD_MAX_JOBS``
+  and ``DEAD_MAX_DAYS``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Iterable, Sequence
+
+import orjson
+from django.db import IntegrityError, connections, transaction
+
+from ...envelope import Envelope
+from ...errors import EnqueueError, PayloadError
+from ..base import Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, orphan_envelope
+from .dialects import dialect_for
+
+ACTIVE = ("ready", "scheduled", "retry", "running", "dead")
+INSERT = ("INSERT INTO djjobs_job (job_id, job_name, queue, priority, state, position, run_at, enqueued_at, "
+          "updated_at, attempts, error, payload) VALUES ")
+ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+PRUNE_BATCH = 1000
+
+
+def _decode(raw: bytes) -> Envelope | None:
+    try:
+        return Envelope.decode(raw)
+    except PayloadError:
+        return None
+
+
+def _error_text(env: Envelope | None) -> str:
+    error = (env.error if env else None) or {}
+    return f"{error.get('class', '')}: {error.get('message', '')}" if error else ""
+
+
+class DatabaseAdapter(Adapter):
+    name = "database"
+    transactional_enqueue = True
+    durable = True
+
+    def __init__(self, options: dict | None = None):
+        super().__init__(options)
+        self.alias = self.setting("DATABASE")
+        self._dialect = None
+
+    @property
+    def dialect(self):
+        if self._dialect is None:
+            self._dialect = dialect_for(connections[self.alias].vendor, self.alias,
+                                        float(self.options.get("FETCH_POLL_INTERVAL", 0.05)))
+        return self._dialect
+
+    def cursor(self):
+        return connections[self.alias].cursor()
+
+    def _us(self, now: float | None = None) -> int:
+        return int((self.clock() if now is None else now) * 1_000_000)
+
+    # --- producer -------------------------------------------------------
+    def _row(self, env: Envelope, raw: bytes, now: float) -> list:
+        scheduled = env.run_at is not None and env.run_at > now
+        return [env.job_id, env.job[:255], env.queue, env.priority, "scheduled" if scheduled else "ready",
+                self._us(now), env.run_at, env.enqueued_at, now, env.executions, _error_text(env), raw]
+
+    def enqueue(self, envelope: Envelope) -> None:
+        self.enqueue_many([envelope])
+
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+        """One multi-row INSERT per 500 jobs, all in one transaction (the caller's, if any)."""
+        now = self.clock()
+        rows = [self._row(env, self.encode(env), now) for env in envelopes]
+        self._insert(rows, {env.queue for env in envelopes})
+
+    def enqueue_raw(self, raw: bytes, queue: str) -> None:
+        env = _decode(raw)
+        now = self.clock()
+        self._insert([[env.job_id if env else uuid.uuid4().hex, env.job if env else "", queue, 0, "ready",
+                       self._us(now), None, now, now, 0, "", bytes(raw)]], {queue})
+
+    def _insert(self, rows: list[list], queues: set[str]) -> None:
+        try:
+            with transaction.atomic(using=self.alias), self.cursor() as cursor:
+                for start in range(0, len(rows), 500):
+                    chunk = rows[start:start + 500]
+                    cursor.execute(INSERT + ", ".join([ROW] * len(chunk)), [v for row in chunk for v in row])
+                self.dialect.notify(cursor, queues)
+        except IntegrityError as exc:
+            raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
+
+    # --- worker ---------------------------------------------------------
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+        deadline = time.monotonic() + timeout
+        while True:
+            claims = self._claim(queues, limit, worker_id)
+            if claims or time.monotonic() >= deadline:
+                return claims
+            self.dialect.wait(deadline - time.monotonic())
+
+    def _claim(self, queues: Sequence[str], limit: int, worker_id: str) -> list[Claim]:
+        now = self.clock()
+        lease_until = now + self.setting("LEASE_SECONDS")
+        claims: list[Claim] = []
+        sql = self.dialect.claim_sql()
+        for queue in queues:
+            if len(claims) >= limit:
+                break
+            token = uuid.uuid4().hex
+            with transaction.atomic(using=self.alias), self.cursor() as cursor:
+                cursor.execute(sql, [worker_id, token, lease_until, now, queue, queue, limit - len(claims)])
+                rows = sorted(cursor.fetchall(), key=lambda r: (-r[3], r[4], r[0]))
+            for _, job_id, payload, _, _ in rows:
+                raw = bytes(payload)
+                env = _decode(raw)
+                claims.append(Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until,
+                                    None if env else PayloadError("undecodable payload")))
+        return claims
+
+    @staticmethod
+    def _fence(claim: Claim) -> tuple[str, str]:
+        token, job_id = claim.token.split(":", 1)
+        return job_id, token
+
+    def _move(self, claim: Claim, state: str, envelope: Envelope | None, run_at: float | None,
+              position: int | None = None, failed: bool | None = None) -> bool:
+        job_id, token = self._fence(claim)
+        now = self.clock()
+        sets = ["state = %s", "run_at = %s", "updated_at = %s", "lease_owner = NULL", "lease_token = NULL",
+                "lease_until = NULL"]
+        params: list = [state, run_at, now]
+        if envelope is not None:
+            sets += ["payload = %s", "queue = %s", "priority = %s", "attempts = %s", "error = %s"]
+            params += [envelope.encode(), envelope.queue, envelope.priority, envelope.executions, _error_text(envelope)]
+        if position is not None:
+            sets.append("position = %s")
+            params.append(position)
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute(f"UPDATE djjobs_job SET {', '.join(sets)} WHERE job_id = %s AND lease_token = %s "
+                           "AND state = 'running'", [*params, job_id, token])
+            moved = cursor.rowcount == 1
+            if moved and failed is not None:
+                self._count(cursor, failed, 1, now)
+        return moved
+
+    def _count(self, cursor, failed: bool, n: int, now: float) -> None:
+        day = dt.date.fromtimestamp(now).isoformat()
+        column = "failed" if failed else "processed"
+        cursor.execute(f"INSERT INTO djjobs_dailystat (day, processed, failed) VALUES (%s, %s, %s) "
+                       f"ON CONFLICT (day) DO UPDATE SET {column} = djjobs_dailystat.{column} + %s",
+                       [day, 0 if failed else n, n if failed else 0, n])
+
+    def complete(self, claims: Sequence[Claim]) -> None:
+        if not claims:
+            return
+        now = self.clock()
+        keep = self.setting("FINISHED_RETENTION_SECONDS") > 0
+        pairs = [self._fence(c) for c in claims]
+        where = " OR ".join(["(job_id = %s AND lease_token = %s)"] * len(pairs))
+        params = [v for pair in pairs for v in pair]
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            if keep:
+                cursor.execute("UPDATE djjobs_job SET state = 'finished', updated_at = %s, lease_token = NULL, "
+                               f"lease_owner = NULL, lease_until = NULL WHERE state = 'running' AND ({where})",
+                               [now, *params])
+            else:
+                cursor.execute(f"DELETE FROM djjobs_job WHERE state = 'running' AND ({where})", params)
+            if cursor.rowcount:
+                self._count(cursor, False, cursor.rowcount, now)
+
+    def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        self._move(claim, "retry", envelope, run_at, failed=True)
+
+    def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        self._move(claim, "scheduled", envelope, run_at)
+
+    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
+        if self._move(claim, "dead", envelope, None, failed=True):
+            self._trim_dead()
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        for claim in claims:
+            self._move(claim, "ready", None, None, position=-self._us())
+
+    def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        from ...models import WorkerRow
+        now = self.clock()
+        lease_until = now + self.setting("LEASE_SECONDS")
+        with transaction.atomic(using=self.alias):
+            WorkerRow.objects.using(self.alias).update_or_create(worker_id=worker.worker_id, defaults=dict(
+                host=worker.host, pid=worker.pid, queues=list(worker.queues), concurrency=worker.concurrency,
+                started_at=worker.started_at, heartbeat_at=now, busy=list(worker.busy)))
+            if claims:
+                pairs = [self._fence(c) for c in claims]
+                where = " OR ".join(["(job_id = %s AND lease_token = %s)"] * len(pairs))
+                with self.cursor() as cursor:
+                    cursor.execute(f"UPDATE djjobs_job SET lease_until = %s WHERE state = 'running' AND ({where})",
+                                   [lease_until, *[v for pair in pairs for v in pair]])
+        for claim in claims:
+            claim.lease_until = lease_until
+
+    def unregister(self, worker_id: str) -> None:
+        from ...models import WorkerRow
+        WorkerRow.objects.using(self.alias).filter(worker_id=worker_id).delete()
+
+    def recover_expired(self) -> int:
+        from ...models import JobRow, WorkerRow
+        now = self.clock()
+        recovered = 0
+        expired = list(JobRow.objects.using(self.alias).filter(state="running", lease_until__lt=now)
+                       .values_list("job_id", "lease_token", "payload")[:100])
+        for job_id, token, payload in expired:
+            env = _decode(bytes(payload))
+            fate, env = orphan_envelope(env, now) if env else ("dead", None)
+            claim = Claim(env, bytes(payload), f"{token}:{job_id}", "", 0)
+            if fate == "requeue":
+                recovered += self._move(claim, "ready", env, None, position=-self._us(now))
+            else:
+                recovered += self._move(claim, "dead", env, None, failed=True)
+        lease = self.setting("LEASE_SECONDS")
+        WorkerRow.objects.using(self.alias).filter(heartbeat_at__lt=now - lease).delete()
+        return recovered
+
+    def promote_due(self) -> int:
+        now = self.clock()
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute("UPDATE djjobs_job SET state = 'ready', position = %s, updated_at = %s "
+                           "WHERE state IN ('scheduled', 'retry') AND run_at <= %s", [self._us(now), now, now])
+            return cursor.rowcount
+
+    def prune(self) -> int:
+        """Delete finished jobs past their retention and dead jobs past the caps, in small batches."""
+        from ...models import JobRow
+        now = self.clock()
+        jobs = JobRow.objects.using(self.alias)
+        cutoff = now - self.setting("FINISHED_RETENTION_SECONDS")
+        ids = list(jobs.filter(state="finished", updated_at__lt=cutoff).values_list("id", flat=True)[:PRUNE_BATCH])
+        deleted = jobs.filter(id__in=ids).delete()[0] if ids else 0
+        return deleted + self._trim_dead()
+
+    def _trim_dead(self) -> int:
+        from ...models import JobRow
+        jobs = JobRow.objects.using(self.alias)
+        cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400
+        deleted = jobs.filter(state="dead", updated_at__lt=cutoff).delete()[0]
+        excess = jobs.filter(state="dead").count() - self.setting("DEAD_MAX_JOBS")
+        if excess > 0:
+            ids = list(jobs.filter(state="dead").order_by("updated_at", "id").values_list("id", flat=True)
+                       [:min(excess, PRUNE_BATCH)])
+            deleted += jobs.filter(id__in=ids).delete()[0]
+        return deleted
+
+    # --- scheduler ------------------------------------------------------
+    def claim_tick(self, name: str, tick_at: float) -> bool:
+        from ...models import CronTick
+        try:
+            with transaction.atomic(using=self.alias):
+                CronTick.objects.using(self.alias).create(name=name, tick_at=tick_at, claimed_at=self.clock())
+            return True
+        except IntegrityError:
+            return False
+
+    def cron_states(self) -> dict[str, dict]:
+        from ...models import CronState
+        return {row.name: row.state for row in CronState.objects.using(self.alias).all()}
+
+    def set_cron_state(self, name: str, state: dict) -> None:
+        from ...models import CronState
+        CronState.objects.using(self.alias).update_or_create(name=name, defaults={"state": state})
+
+    # --- results --------------------------------------------------------
+    def save_result(self, job_id: str, result: dict, ttl: float) -> None:
+        from ...models import TaskResultRow
+        TaskResultRow.objects.using(self.alias).update_or_create(
+            job_id=job_id, defaults={"data": orjson.dumps(result), "expires_at": self.clock() + ttl})
+
+    def load_result(self, job_id: str) -> dict | None:
+        from ...models import TaskResultRow
+        row = TaskResultRow.objects.using(self.alias).filter(job_id=job_id, expires_at__gt=self.clock()).first()
+        return orjson.loads(bytes(row.data)) if row else None
+
+    # --- inspection -----------------------------------------------------
+    def _jobs(self):
+        from ...models import JobRow
+        return JobRow.objects.using(self.alias)
+
+    def counts(self) -> Counts:
+        from django.db.models import Count, Sum
+        from ...models import DailyStat
+        by_state = dict(self._jobs().filter(state__in=ACTIVE).values_list("state").annotate(n=Count("id")))
+        stats = DailyStat.objects.using(self.alias)
+        totals = stats.aggregate(p=Sum("processed"), f=Sum("failed"))
+        today = stats.filter(day=dt.date.fromtimestamp(self.clock()).isoformat()).first()
+        return Counts(totals["p"] or 0, totals["f"] or 0, today.processed if today else 0,
+                      today.failed if today else 0, by_state.get("ready", 0), by_state.get("scheduled", 0),
+                      by_state.get("retry", 0), by_state.get("dead", 0), by_state.get("running", 0))
+
+    def queues(self) -> list[QueueInfo]:
+        from django.db.models import Count, Min
+        from ...models import PausedQueue
+        now = self.clock()
+        ready = {q: (n, oldest) for q, n, oldest in self._jobs().filter(state="ready").values("queue")
+                 .annotate(n=Count("id"), oldest=Min("enqueued_at")).values_list("queue", "n", "oldest")}
+        paused = set(PausedQueue.objects.using(self.alias).values_list("name", flat=True))
+        known = set(self._jobs().filter(state__in=ACTIVE).values_list("queue", flat=True).distinct())
+        return [QueueInfo(name, ready.get(name, (0, now))[0], max(0.0, now - ready.get(name, (0, now))[1]),
+                          name in paused) for name in sorted(known | paused | set(ready))]
+
+    def _record(self, row) -> JobRecord:
+        raw = bytes(row.payload)
+        at = row.run_at if row.state in ("scheduled", "retry") else row.updated_at
+        return JobRecord(row.job_id, row.state, raw, _decode(raw), at, row.queue)
+
+    def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
+             search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
+        rows = self._jobs().filter(state=state)
+        if queue:
+            rows = rows.filter(queue=queue)
+        if job:
+            rows = rows.filter(job_name=job)
+        if search:
+            rows = self._search(rows, search)
+        order = {"dead": ("-updated_at", "-id"), "scheduled": ("run_at", "id"), "retry": ("run_at", "id")}
+        rows = rows.order_by(*order.get(state, ("-priority", "position", "id")))
+        start = (page - 1) * per_page
+        return Page([self._record(r) for r in rows[start:start + per_page]], rows.count(), page, per_page)
+
+    def _search(self, rows, needle: str):
+        from django.db.models import Q
+        vendor = connections[self.alias].vendor
+        contains = "position(%s::bytea in payload) > 0" if vendor == "postgresql" else "instr(payload, %s) > 0"
+        in_payload = rows.extra(where=[contains], params=[needle.encode()])
+        return rows.filter(Q(job_id=needle) | Q(error__icontains=needle) | Q(id__in=in_payload.values("id")))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._jobs().filter(job_id=job_id, state__in=ACTIVE).first()
+        return self._record(row) if row else None
+
+    def retry_now(self, job_ids: Iterable[str]) -> int:
+        now = self.clock()
+        return self._jobs().filter(job_id__in=list(job_ids), state__in=("scheduled", "retry", "dead")).update(
+            state="ready", position=self._us(now), run_at=None, updated_at=now)
+
+    def kill_now(self, job_ids: Iterable[str]) -> int:
+        moved = self._jobs().filter(job_id__in=list(job_ids), state__in=("scheduled", "retry")).update(
+            state="dead", updated_at=self.clock())
+        self._trim_dead()
+        return moved
+
+    def delete(self, job_ids: Iterable[str]) -> int:
+        return self._jobs().filter(job_id__in=list(job_ids), state__in=("ready", "scheduled", "retry", "dead")).delete()[0]
+
+    def clear(self, queue: str) -> int:
+        return self._jobs().filter(queue=queue, state="ready").delete()[0]
+
+    def pause(self, queue: str) -> None:
+        from ...models import PausedQueue
+        PausedQueue.objects.using(self.alias).get_or_create(name=queue)
+
+    def resume(self, queue: str) -> None:
+        from ...models import PausedQueue
+        PausedQueue.objects.using(self.alias).filter(name=queue).delete()
+
+    def workers(self) -> list[WorkerInfo]:
+        from ...models import WorkerRow
+        return [WorkerInfo(w.worker_id, w.host, w.pid, list(w.queues), w.concurrency, w.started_at, w.heartbeat_at,
+                           list(w.busy)) for w in WorkerRow.objects.using(self.alias).order_by("worker_id")]
+
+    def history(self, days: int = 30) -> list[tuple[str, int, int]]:
+        from ...models import DailyStat
+        today = dt.date.fromtimestamp(self.clock())
+        span = [(today - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+        stats = {s.day: (s.processed, s.failed) for s in DailyStat.objects.using(self.alias).filter(day__in=span)}
+        return [(day, *stats.get(day, (0, 0))) for day in span]
+
+    def check(self) -> list[str]:
+        if self.alias not in connections.settings:
+            return [f"DJJOBS['DATABASE'] = {self.alias!r} is not in DATABASES."]
+        vendor = connections[self.alias].vendor
+        if vendor not in ("sqlite", "postgresql"):
+            return [f"The database adapter supports SQLite and PostgreSQL, not {vendor}."]
+        return []
+
+    def close(self) -> None:
+        if self._dialect is not None:
+            self._dialect.close()

@@ -1,0 +1,107 @@
+"""What differs between SQLite and PostgreSQL: how a batch is claimed, and how an
+idle fetch waits for new work.
+
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` (concurrent fetchers skip each
+other's rows instead of waiting) and wakes idle fetchers with LISTEN/NOTIFY,
+polling as a fallback. SQLite has one writer at a time: a claim is a single
+``UPDATE … RETURNING`` statement (atomic on its own, short), and idle fetchers poll.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("djjobs")
+CHANNEL = "djjobs_jobs"
+
+CLAIM = """
+UPDATE djjobs_job SET state = 'running', lease_owner = %s, lease_token = %s, lease_until = %s, updated_at = %s
+WHERE id IN (
+    SELECT id FROM djjobs_job
+    WHERE state = 'ready' AND queue = %s
+      AND NOT EXISTS (SELECT 1 FROM djjobs_pausedqueue p WHERE p.name = %s)
+    ORDER BY priority DESC, position, id
+    LIMIT %s {lock}
+)
+RETURNING id, job_id, payload, priority, position
+"""
+
+
+class Dialect:
+    name = "generic"
+
+    def __init__(self, alias: str, poll: float):
+        self.alias, self.poll = alias, poll
+
+    def claim_sql(self) -> str:
+        return CLAIM.format(lock="")
+
+    def notify(self, cursor, queues: set[str]) -> None:
+        """Tell idle fetchers that ``queues`` have new work (inside the enqueue's transaction)."""
+
+    def wait(self, timeout: float) -> None:
+        """Block until new work may be there, at most ``timeout`` seconds."""
+        time.sleep(max(0.0, min(timeout, self.poll)))
+
+    def close(self) -> None:
+        pass
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+
+    def __init__(self, alias: str, poll: float):
+        super().__init__(alias, poll)
+        self._listener = None
+        self._lock = threading.Lock()
+
+    def claim_sql(self) -> str:
+        return CLAIM.format(lock="FOR UPDATE SKIP LOCKED")
+
+    def notify(self, cursor, queues: set[str]) -> None:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, ",".join(sorted(queues))[:7000]])
+
+    def _connect(self):
+        import psycopg
+        from django.db import connections
+        params = connections[self.alias].get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("server_side_binding", None)
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    def wait(self, timeout: float) -> None:
+        """Wait for a NOTIFY on a dedicated connection (Django's are per thread and
+        may sit in a transaction); falls back to polling if listening fails."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            try:
+                if self._listener is None or self._listener.closed:
+                    self._listener = self._connect()
+                remaining = max(0.0, min(deadline - time.monotonic(), self.poll))
+                for _ in self._listener.notifies(timeout=remaining, stop_after=1):
+                    break
+                return
+            except Exception as exc:
+                logger.warning("LISTEN connection failed (%s); polling instead", exc)
+                self.close()
+        time.sleep(max(0.0, min(deadline - time.monotonic(), self.poll)))
+
+    def close(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except Exception:
+                pass
+            self._listener = None
+
+
+def dialect_for(vendor: str, alias: str, poll: float) -> Dialect:
+    return {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}.get(vendor, Dialect)(alias, poll)
