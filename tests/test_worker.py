@@ -11,7 +11,7 @@ from djjobs.envelope import Envelope
 from tests.fixtures.worker import wait_for
 from tests.worker_jobs import BusyJob, RecordJob, StuckJob
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.django_db(transaction=True, databases="__all__")]
 
 
 def push(backend, job_cls, *args, **options):

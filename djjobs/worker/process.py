@@ -76,7 +76,11 @@ class WorkerProcess:
         try:
             self._fetch_loop(pool)
         finally:
-            self._shutdown(pool)
+            abandoned = self._shutdown(pool)
+        if abandoned:
+            # Threads still run jobs we handed back: do not let interpreter exit wait for them.
+            logging.shutdown()
+            os._exit(0)
         return 0
 
     def _fetch_loop(self, pool: ThreadPoolExecutor) -> None:
@@ -198,7 +202,7 @@ class WorkerProcess:
             self.stopping.wait(self.poll_interval * random.uniform(0.5, 1.5))
 
     # --- shutdown ----------------------------------------------------------
-    def _shutdown(self, pool: ThreadPoolExecutor) -> None:
+    def _shutdown(self, pool: ThreadPoolExecutor) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
         pool.shutdown(wait=False, cancel_futures=False)
         while self.claims and time.monotonic() < deadline:
@@ -211,6 +215,7 @@ class WorkerProcess:
             for claim in left:
                 self._send({"event": "done", "keys": [claim.key]})
         self._send({"event": "stopped"})
+        return len(left)
 
 
 def _jsonable(token):
