@@ -6,4 +6,5 @@ CONFORMANCE_ADAPTERS = [
     "test",
     "database-sqlite",
     "database-postgres",
+    "redis",
 ]

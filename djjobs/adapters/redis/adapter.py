@@ -1,0 +1,391 @@
+"""The Redis adapter: the production path (docs/redis.md has the data model).
+
+Every multi-key step is one Lua script (scripts/*.lua, loaded once, called by
+SHA), so a crash can never leave a job half-moved. Delivery is at-least-once:
+a claimed job sits in ``running`` under a lease that the worker's supervisor
+renews; if the worker dies the lease expires and ``recover_expired`` hands the
+job back to the head of its queue. Lease tokens fence every later step, so a
+worker whose lease expired cannot ack or fail a job that now runs elsewhere.
+
+Producer calls raise :class:`EnqueueError` when Redis cannot be reached;
+worker calls let redis-py's ``ConnectionError`` through, and the worker backs
+off and retries.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import orjson
+import redis
+
+from ...envelope import Envelope
+from ...errors import ConfigurationError, EnqueueError, PayloadError
+from ..base import Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, orphan_envelope
+from .keys import Keys
+
+SCRIPTS = Path(__file__).with_name("scripts")
+SCAN_LIMIT = 200_000
+BATCH = 1000
+
+
+def _decode(raw: bytes) -> Envelope | None:
+    try:
+        return Envelope.decode(raw)
+    except PayloadError:
+        return None
+
+
+class RedisAdapter(Adapter):
+    name = "redis"
+    durable = True
+
+    def __init__(self, options: dict | None = None):
+        super().__init__(options)
+        self.keys = Keys(self.setting("REDIS_PREFIX"))
+        self.url = self.setting("REDIS_URL")
+        self.client = self._connect()
+        self.scripts = {path.stem: self.client.register_script(path.read_text())
+                        for path in SCRIPTS.glob("*.lua")}
+        self._pubsub = None
+        self._wait_lock = threading.Lock()
+
+    def _connect(self) -> redis.Redis:
+        alias = self.setting("REDIS_CACHE_ALIAS")
+        if alias:
+            try:
+                from django_redis import get_redis_connection
+                self.url = f"cache alias {alias!r}"
+                return get_redis_connection(alias)
+            except Exception as exc:
+                raise ConfigurationError(f"DJJOBS['REDIS_CACHE_ALIAS'] = {alias!r}: cannot get a Redis connection "
+                                         f"from django-redis ({exc}).") from exc
+        try:
+            return redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30,
+                                        health_check_interval=30)
+        except ValueError as exc:
+            raise ConfigurationError(f"DJJOBS['REDIS_URL'] = {self.url!r} is not a Redis URL ({exc}); "
+                                     "use redis://host:port/db.") from exc
+
+    def run(self, name: str, *args) -> object:
+        return self.scripts[name](args=[self.keys.prefix, *args])
+
+    def _day(self, now: float | None = None) -> str:
+        return dt.date.fromtimestamp(self.clock() if now is None else now).isoformat()
+
+    # --- producer -------------------------------------------------------
+    def enqueue(self, envelope: Envelope) -> None:
+        self.enqueue_many([envelope])
+
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+        """One script call per 1,000 jobs, all sent in one pipelined round trip."""
+        now = self.clock()
+        args = []
+        for env in envelopes:
+            raw = self.encode(env)
+            due = env.run_at is None or env.run_at <= now
+            args.append([env.job_id, env.queue, str(env.priority), "" if due else repr(env.run_at), raw])
+        try:
+            if len(args) <= BATCH:
+                self.run("enqueue", *[v for row in args for v in row])
+                return
+            with self.client.pipeline(transaction=False) as pipe:
+                for start in range(0, len(args), BATCH):
+                    chunk = args[start:start + BATCH]
+                    self.scripts["enqueue"](args=[self.keys.prefix, *[v for row in chunk for v in row]], client=pipe)
+                pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise EnqueueError(f"Cannot reach Redis at {self.url} ({exc}); the job(s) were NOT enqueued. "
+                               "Check that redis-server runs and DJJOBS['REDIS_URL'] points to it.") from exc
+
+    def enqueue_raw(self, raw: bytes, queue: str) -> None:
+        env = _decode(raw)
+        self.run("enqueue", env.job_id if env else uuid.uuid4().hex, queue, str(env.priority if env else 0), "",
+                 bytes(raw))
+
+    # --- worker ---------------------------------------------------------
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+        """Claim at once if anything is ready; else wait on the wake-up channel (no
+        polling): announce the wait, re-check, then listen, until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        claims = self._claim(queues, limit, worker_id)
+        while not claims and time.monotonic() < deadline:
+            with self._wait_lock:
+                if self._pubsub is None:
+                    self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                    self._pubsub.subscribe(self.keys.wake)
+                self.client.set(self.keys.waiting, b"1", px=2000)
+                claims = self._claim(queues, limit, worker_id)
+                remaining = min(deadline - time.monotonic(), 1.0)
+                if not claims and remaining > 0:
+                    self._pubsub.get_message(timeout=remaining)
+                    while self._pubsub.get_message(timeout=0):  # drop stale wake-ups
+                        pass
+        return claims
+
+    def _claim(self, queues: Sequence[str], limit: int, worker_id: str) -> list[Claim]:
+        if not queues or limit < 1:
+            return []
+        token = uuid.uuid4().hex
+        lease_until = self.clock() + self.setting("LEASE_SECONDS")
+        result = self.run("fetch", repr(lease_until), token, limit, *queues)
+        claims = []
+        for i in range(0, len(result), 2):
+            job_id, raw = result[i].decode(), result[i + 1]
+            env = _decode(raw)
+            claims.append(Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until,
+                                None if env else PayloadError("undecodable payload")))
+        return claims
+
+    @staticmethod
+    def _fence(claim: Claim) -> tuple[str, str]:
+        token, job_id = claim.token.split(":", 1)
+        return job_id, token
+
+    def complete(self, claims: Sequence[Claim]) -> None:
+        if claims:
+            self.run("complete", self._day(), *[v for c in claims for v in self._fence(c)])
+
+    def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "") -> bool:
+        job_id, token = self._fence(claim)
+        payload = envelope.encode() if envelope is not None else ""
+        queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
+        return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day()))
+
+    def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        self._move(claim, "retry", run_at, envelope, "failed")
+
+    def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
+        self._move(claim, "scheduled", run_at, envelope)
+
+    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
+        if self._move(claim, "dead", self.clock(), envelope, "failed"):
+            self._trim_dead()
+
+    def release(self, claims: Sequence[Claim]) -> None:
+        for claim in claims:
+            self._move(claim, "front", 0, None)
+
+    def _trim_dead(self) -> int:
+        cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400
+        return self.run("trim_dead", repr(cutoff), self.setting("DEAD_MAX_JOBS"))
+
+    def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        now = self.clock()
+        lease = self.setting("LEASE_SECONDS")
+        info = orjson.dumps({"worker_id": worker.worker_id, "host": worker.host, "pid": worker.pid,
+                             "queues": list(worker.queues), "concurrency": worker.concurrency,
+                             "started_at": worker.started_at, "heartbeat_at": now, "busy": list(worker.busy)})
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.worker(worker.worker_id), info, ex=max(1, math.ceil(lease * 2)))
+            pipe.zadd(self.keys.workers, {worker.worker_id: now})
+            if claims:
+                self.scripts["renew"](args=[self.keys.prefix, repr(now + lease),
+                                            *[v for c in claims for v in self._fence(c)]], client=pipe)
+            pipe.execute()
+        for claim in claims:
+            claim.lease_until = now + lease
+
+    def unregister(self, worker_id: str) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.keys.workers, worker_id)
+            pipe.delete(self.keys.worker(worker_id))
+            pipe.execute()
+
+    def recover_expired(self) -> int:
+        now = self.clock()
+        expired = [i.decode() for i in self.client.zrangebyscore(self.keys.running, "-inf", repr(now), start=0, num=100)]
+        recovered = 0
+        if expired:
+            tokens = self.client.hmget(self.keys.leases, expired)
+            payloads = self.client.hmget(self.keys.payloads, expired)
+            for job_id, token, raw in zip(expired, tokens, payloads):
+                if token is None or raw is None:
+                    continue
+                env = _decode(raw)
+                fate, env = orphan_envelope(env, now) if env else ("dead", None)
+                claim = Claim(env, raw, f"{token.decode()}:{job_id}", "", 0)
+                if fate == "requeue":
+                    recovered += self._move(claim, "front", 0, env)
+                else:
+                    recovered += self._move(claim, "dead", now, env, "failed")
+        self.client.zremrangebyscore(self.keys.workers, "-inf", repr(now - self.setting("LEASE_SECONDS")))
+        return recovered
+
+    def promote_due(self) -> int:
+        return int(self.run("promote", repr(self.clock()), 1000))
+
+    # --- scheduler ------------------------------------------------------
+    def claim_tick(self, name: str, tick_at: float) -> bool:
+        return bool(self.client.set(self.keys.tick(name, tick_at), b"1", nx=True, ex=8 * 86400))
+
+    def cron_states(self) -> dict[str, dict]:
+        return {k.decode(): orjson.loads(v) for k, v in self.client.hgetall(self.keys.cron).items()}
+
+    def set_cron_state(self, name: str, state: dict) -> None:
+        self.client.hset(self.keys.cron, name, orjson.dumps(state))
+
+    # --- results --------------------------------------------------------
+    def save_result(self, job_id: str, result: dict, ttl: float) -> None:
+        data = orjson.dumps({"expires": self.clock() + ttl, "result": result})
+        self.client.set(self.keys.result(job_id), data, ex=max(1, math.ceil(ttl)) + 60)
+
+    def load_result(self, job_id: str) -> dict | None:
+        data = self.client.get(self.keys.result(job_id))
+        if data is None:
+            return None
+        stored = orjson.loads(data)
+        return stored["result"] if stored["expires"] > self.clock() else None
+
+    # --- inspection -----------------------------------------------------
+    def _queue_names(self) -> list[str]:
+        return sorted(q.decode() for q in self.client.smembers(self.keys.queues))
+
+    def _sizes(self, names: list[str]) -> dict[str, tuple[int, bytes | None]]:
+        """Ready count and the id at the head of the oldest list, per queue."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zrange(self.keys.prios(name), 0, -1)
+            prios = pipe.execute()
+        with self.client.pipeline(transaction=False) as pipe:
+            for name, levels in zip(names, prios):
+                for prio in levels:
+                    pipe.llen(self.keys.queue(name, prio.decode()))
+                    pipe.lindex(self.keys.queue(name, prio.decode()), 0)
+            flat = pipe.execute()
+        result, i = {}, 0
+        for name, levels in zip(names, prios):
+            size, heads = 0, []
+            for _ in levels:
+                size += flat[i]
+                if flat[i + 1] is not None:
+                    heads.append(flat[i + 1])
+                i += 2
+            result[name] = (size, heads)
+        return result
+
+    def counts(self) -> Counts:
+        day = self._day()
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in (self.keys.stat("processed"), self.keys.stat("failed"), self.keys.stat("processed", day),
+                        self.keys.stat("failed", day)):
+                pipe.get(key)
+            for key in (self.keys.scheduled, self.keys.retry, self.keys.dead, self.keys.running):
+                pipe.zcard(key)
+            values = pipe.execute()
+        stats = [int(v or 0) for v in values[:4]]
+        enqueued = sum(size for size, _ in self._sizes(self._queue_names()).values())
+        return Counts(*stats, enqueued, *values[4:])
+
+    def queues(self) -> list[QueueInfo]:
+        now = self.clock()
+        names = sorted(set(self._queue_names()) | {q.decode() for q in self.client.smembers(self.keys.paused)})
+        sizes = self._sizes(names)
+        paused = {q.decode() for q in self.client.smembers(self.keys.paused)}
+        result = []
+        for name in names:
+            size, heads = sizes[name]
+            oldest = now
+            if heads:
+                for raw in self.client.hmget(self.keys.payloads, heads):
+                    env = _decode(raw) if raw else None
+                    if env is not None:
+                        oldest = min(oldest, env.enqueued_at)
+            result.append(QueueInfo(name, size, max(0.0, now - oldest), name in paused))
+        return result
+
+    def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
+             search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
+        offset = (page - 1) * per_page
+        if state in ("scheduled", "retry", "dead") and not (queue or job or search):
+            key = getattr(self.keys, state)
+            total = self.client.zcard(key)
+            rng = self.client.zrevrange if state == "dead" else self.client.zrange
+            members = rng(key, offset, offset + per_page - 1, withscores=True)
+            raws = self.client.hmget(self.keys.payloads, [m for m, _ in members]) if members else []
+            rows = [(m, s, raw or b"") for (m, s), raw in zip(members, raws)]
+        else:
+            out = self.run("jobs", state, queue or "", job or "", (search or "").lower(), offset, per_page, SCAN_LIMIT)
+            total = int(out[0])
+            rows = [(out[i], out[i + 1], out[i + 2]) for i in range(1, len(out), 3)]
+        items = []
+        for member, score, raw in rows:
+            job_id = member.decode() if isinstance(member, bytes) else member
+            env = _decode(raw)
+            at = float(score) if score not in (b"", "", None) else None
+            items.append(JobRecord(job_id, state, raw, env, at, env.queue if env else ""))
+        return Page(items, total, page, per_page)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        found = self.run("get", job_id)
+        if not found:
+            return None
+        state, score, raw, queue = found
+        return JobRecord(job_id, state.decode(), raw, _decode(raw), float(score) if score else None, queue.decode())
+
+    def retry_now(self, job_ids: Iterable[str]) -> int:
+        return self._admin("retry_now", job_ids)
+
+    def kill_now(self, job_ids: Iterable[str]) -> int:
+        moved = self._admin("kill", job_ids)
+        self._trim_dead()
+        return moved
+
+    def delete(self, job_ids: Iterable[str]) -> int:
+        return self._admin("delete", job_ids)
+
+    def _admin(self, action: str, job_ids: Iterable[str]) -> int:
+        ids, n = list(job_ids), 0
+        for start in range(0, len(ids), BATCH):
+            n += int(self.run("admin", action, repr(self.clock()), *ids[start:start + BATCH]))
+        return n
+
+    def clear(self, queue: str) -> int:
+        return int(self.run("clear", queue))
+
+    def pause(self, queue: str) -> None:
+        self.client.sadd(self.keys.paused, queue)
+
+    def resume(self, queue: str) -> None:
+        self.client.srem(self.keys.paused, queue)
+        self.client.publish(self.keys.wake, b"1")
+
+    def workers(self) -> list[WorkerInfo]:
+        ids = [w.decode() for w in self.client.zrange(self.keys.workers, 0, -1)]
+        if not ids:
+            return []
+        result = []
+        for raw in self.client.mget([self.keys.worker(w) for w in ids]):
+            if raw:
+                info = orjson.loads(raw)
+                result.append(WorkerInfo(info["worker_id"], info["host"], info["pid"], info["queues"],
+                                         info["concurrency"], info["started_at"], info["heartbeat_at"], info["busy"]))
+        return result
+
+    def history(self, days: int = 30) -> list[tuple[str, int, int]]:
+        today = dt.date.fromtimestamp(self.clock())
+        span = [(today - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+        with self.client.pipeline(transaction=False) as pipe:
+            for day in span:
+                pipe.get(self.keys.stat("processed", day))
+                pipe.get(self.keys.stat("failed", day))
+            values = pipe.execute()
+        return [(day, int(values[2 * i] or 0), int(values[2 * i + 1] or 0)) for i, day in enumerate(span)]
+
+    def check(self) -> list[str]:
+        return []  # construction already validated the URL; reachability is checked at use, not at startup
+
+    def close(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:
+                pass
+            self._pubsub = None
+        if not self.setting("REDIS_CACHE_ALIAS"):
+            self.client.close()

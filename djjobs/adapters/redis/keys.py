@@ -1,0 +1,48 @@
+"""The Redis data model, one place (see docs/redis.md). ``P`` is ``REDIS_PREFIX``.
+
+    P:payloads            HASH  job_id -> envelope bytes (every job not finished)
+    P:meta                HASH  job_id -> "priority|queue"
+    P:queues              SET   queue names seen
+    P:prios:<queue>       ZSET  priorities with ready jobs (score -priority: highest first)
+    P:q:<queue>:<prio>    LIST  ready job ids, FIFO (released/recovered jobs pushed to the head)
+    P:scheduled           ZSET  job_id by run_at            (set(wait=...), retry_job)
+    P:retry               ZSET  job_id by run_at            (failed, will run again)
+    P:dead                ZSET  job_id by failed_at         (capped: DEAD_MAX_JOBS, DEAD_MAX_DAYS)
+    P:running             ZSET  job_id by lease expiry      (claimed by a worker)
+    P:leases              HASH  job_id -> lease token       (fences acks of a recovered job)
+    P:paused              SET   paused queue names
+    P:workers             ZSET  worker_id by last heartbeat; P:worker:<id> STRING JSON info
+    P:stat:processed|failed[:<day>]  counters (daily ones expire after 400 days)
+    P:tick:<name>:<tick>  STRING  cron tick claimed (SET NX, expires after 8 days)
+    P:cron                HASH  entry name -> JSON state
+    P:result:<job_id>     STRING JSON task result (expires)
+    P:waiting             STRING present while a fetcher waits (PX 2000): enqueues then PUBLISH P:wake
+"""
+
+
+class Keys:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        p = prefix
+        self.payloads, self.meta, self.queues = f"{p}:payloads", f"{p}:meta", f"{p}:queues"
+        self.scheduled, self.retry, self.dead, self.running = f"{p}:scheduled", f"{p}:retry", f"{p}:dead", f"{p}:running"
+        self.leases, self.paused, self.workers = f"{p}:leases", f"{p}:paused", f"{p}:workers"
+        self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
+
+    def queue(self, name: str, priority: int | str) -> str:
+        return f"{self.prefix}:q:{name}:{priority}"
+
+    def prios(self, name: str) -> str:
+        return f"{self.prefix}:prios:{name}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def stat(self, kind: str, day: str | None = None) -> str:
+        return f"{self.prefix}:stat:{kind}" + (f":{day}" if day else "")
+
+    def tick(self, name: str, tick_at: float) -> str:
+        return f"{self.prefix}:tick:{name}:{tick_at!r}"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.prefix}:result:{job_id}"

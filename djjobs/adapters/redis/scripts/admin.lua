@@ -1,0 +1,47 @@
+-- Admin changes on jobs that are not running. ARGV: prefix, action, now, then job ids.
+-- action 'retry_now': scheduled/retry/dead -> back of its queue; 'kill': scheduled/retry -> dead;
+-- 'delete': any state but running -> gone. Returns how many changed.
+local p, action, now = ARGV[1], ARGV[2], ARGV[3]
+local n = 0
+local function locate(id)
+  for _, state in ipairs({'scheduled', 'retry', 'dead'}) do
+    if redis.call('ZSCORE', p .. ':' .. state, id) then return state end
+  end
+  if redis.call('ZSCORE', p .. ':running', id) then return 'running' end
+  if redis.call('HEXISTS', p .. ':payloads', id) == 1 then return 'ready' end
+  return nil
+end
+local function split(id)
+  local meta = redis.call('HGET', p .. ':meta', id) or '0|default'
+  local sep = string.find(meta, '|', 1, true)
+  return string.sub(meta, 1, sep - 1), string.sub(meta, sep + 1)
+end
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local state = locate(id)
+  if action == 'retry_now' and (state == 'scheduled' or state == 'retry' or state == 'dead') then
+    redis.call('ZREM', p .. ':' .. state, id)
+    local prio, queue = split(id)
+    redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
+    redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
+    n = n + 1
+  elseif action == 'kill' and (state == 'scheduled' or state == 'retry') then
+    redis.call('ZREM', p .. ':' .. state, id)
+    redis.call('ZADD', p .. ':dead', now, id)
+    n = n + 1
+  elseif action == 'delete' and state and state ~= 'running' then
+    if state == 'ready' then
+      local prio, queue = split(id)
+      redis.call('LREM', p .. ':q:' .. queue .. ':' .. prio, 0, id)
+    else
+      redis.call('ZREM', p .. ':' .. state, id)
+    end
+    redis.call('HDEL', p .. ':payloads', id)
+    redis.call('HDEL', p .. ':meta', id)
+    n = n + 1
+  end
+end
+if n > 0 and action == 'retry_now' and redis.call('EXISTS', p .. ':waiting') == 1 then
+  redis.call('PUBLISH', p .. ':wake', '1')
+end
+return n

@@ -1,0 +1,12 @@
+-- A job's state, time and payload: {state, score or '', payload, queue} or {} when unknown.
+-- ARGV: prefix, job_id.
+local p, id = ARGV[1], ARGV[2]
+local payload = redis.call('HGET', p .. ':payloads', id)
+if not payload then return {} end
+local meta = redis.call('HGET', p .. ':meta', id) or '0|'
+local queue = string.sub(meta, string.find(meta, '|', 1, true) + 1)
+for _, state in ipairs({'running', 'scheduled', 'retry', 'dead'}) do
+  local score = redis.call('ZSCORE', p .. ':' .. state, id)
+  if score then return {state, score, payload, queue} end
+end
+return {'ready', '', payload, queue}

@@ -1,0 +1,30 @@
+-- Move one claimed job out of running, fenced by its lease token:
+-- target 'retry' | 'scheduled' | 'dead' (score = run_at / failed_at) or 'front'
+-- (back to the head of its queue). A new payload (and queue/priority) replaces the old.
+-- ARGV: prefix, job_id, token, target, score, payload or '', queue, priority, count ('failed' or ''), day.
+local p, id, token, target, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local payload, queue, prio, count, day = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+if redis.call('HGET', p .. ':leases', id) ~= token then return 0 end
+redis.call('HDEL', p .. ':leases', id)
+redis.call('ZREM', p .. ':running', id)
+if payload ~= '' then redis.call('HSET', p .. ':payloads', id, payload) end
+if queue == '' then
+  local meta = redis.call('HGET', p .. ':meta', id) or '0|default'
+  local sep = string.find(meta, '|', 1, true)
+  prio, queue = string.sub(meta, 1, sep - 1), string.sub(meta, sep + 1)
+end
+redis.call('HSET', p .. ':meta', id, prio .. '|' .. queue)
+if target == 'front' then
+  redis.call('LPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
+  redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
+  redis.call('SADD', p .. ':queues', queue)
+  if redis.call('EXISTS', p .. ':waiting') == 1 then redis.call('PUBLISH', p .. ':wake', '1') end
+else
+  redis.call('ZADD', p .. ':' .. target, score, id)
+end
+if count ~= '' then
+  redis.call('INCRBY', p .. ':stat:' .. count, 1)
+  redis.call('INCRBY', p .. ':stat:' .. count .. ':' .. day, 1)
+  redis.call('EXPIRE', p .. ':stat:' .. count .. ':' .. day, 34560000)
+end
+return 1
