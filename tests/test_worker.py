@@ -146,3 +146,4 @@ def test_two_processes_never_run_a_job_twice(backend, start_worker, tmp_path):
     assert len({r[2] for r in ran}) == 2, "both worker processes should have run jobs"
     worker.signal(signal.SIGTERM)
     assert worker.wait(40) == 0
+    assert "database is locked" not in worker.output() and "ERROR" not in worker.output()

@@ -126,12 +126,31 @@ class WorkerProcess:
             if claim.envelope is None:
                 process(self.adapter, claim)
             else:
-                report(self.adapter, claim, self._execute(claim))
+                outcome = self._execute(claim)
+                self._report(claim, outcome)
         except Exception:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
             self._untrack(claim)
             self._free.release()
+
+    def _report(self, claim: Claim, outcome: Outcome) -> None:
+        """Report an outcome, retrying through a broker/database outage while the lease
+        lasts (the supervisor keeps renewing it), so a restart does not re-run finished jobs."""
+        from django.db import close_old_connections
+        deadline = time.monotonic() + max(1.0, float(self.adapter.setting("LEASE_SECONDS")) / 2)
+        delay = 0.1
+        while True:
+            try:
+                return report(self.adapter, claim, outcome)
+            except Exception as exc:
+                if time.monotonic() + delay > deadline or self.stopping.is_set():
+                    raise
+                logger.warning("Reporting %s failed (%s: %s); retrying in %.1f s", claim.envelope.describe(),
+                               type(exc).__name__, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                close_old_connections()
 
     def _execute(self, claim: Claim) -> Outcome:
         from django.db import close_old_connections

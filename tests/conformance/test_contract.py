@@ -12,7 +12,7 @@ from djjobs.envelope import Envelope
 from djjobs.errors import EnqueueError
 
 W = "worker-1"
-pytestmark = pytest.mark.django_db(databases="__all__")
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 
 def env(job="tests.jobs.EchoJob", queue="default", priority=0, **kw):
@@ -277,3 +277,33 @@ def test_results_are_stored_and_expire(adapter):
     assert adapter.load_result("r1")["status"] == "FAILED"
     adapter.clock.advance(61)
     assert adapter.load_result("r1") is None
+
+
+def test_concurrent_fetchers_never_share_a_job(adapter):
+    import threading
+    adapter.clock = time.time
+    n = 1500
+    adapter.enqueue_many([env() for _ in range(n)])
+    seen, errors = [], []
+    lock = threading.Lock()
+
+    def fetcher(worker):
+        try:
+            for _ in range(1000):
+                claims = adapter.fetch(["default"], 7, 0, worker)
+                if not claims:
+                    return
+                with lock:
+                    seen.extend(c.envelope.job_id for c in claims)
+                adapter.complete(claims)
+        except Exception as exc:  # e.g. "database is locked"
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetcher, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(seen) == n and len(set(seen)) == n
+    assert adapter.counts().processed == n

@@ -59,8 +59,11 @@ class DatabaseAdapter(Adapter):
     @property
     def dialect(self):
         if self._dialect is None:
-            self._dialect = dialect_for(connections[self.alias].vendor, self.alias,
-                                        float(self.options.get("FETCH_POLL_INTERVAL", 0.05)))
+            vendor = connections[self.alias].vendor
+            # SQLite has no notifications: idle fetchers poll often. PostgreSQL wakes them with
+            # NOTIFY, so its poll is only a fallback.
+            poll = self.options.get("FETCH_POLL_INTERVAL", 0.05 if vendor == "sqlite" else 1.0)
+            self._dialect = dialect_for(vendor, self.alias, float(poll))
         return self._dialect
 
     def cursor(self):
