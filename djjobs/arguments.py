@@ -37,6 +37,8 @@ _INT64 = 2**63 - 1
 
 def serialize(args: tuple | list, kwargs: dict) -> tuple[list, dict]:
     """Encode positional and keyword arguments; raise SerializationError naming the culprit."""
+    if not args and not kwargs:
+        return [], {}
     out_args = [_encode(value, f"argument {i}") for i, value in enumerate(args)]
     out_kwargs = {}
     for key, value in kwargs.items():

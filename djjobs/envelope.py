@@ -47,7 +47,13 @@ class Envelope:
     version: int = VERSION
 
     def encode(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
+        # Fields by hand, not dataclasses.asdict(): it deep-copies, and this is the enqueue hot path.
+        return orjson.dumps({
+            "job": self.job, "args": self.args, "kwargs": self.kwargs, "queue": self.queue,
+            "priority": self.priority, "job_id": self.job_id, "enqueued_at": self.enqueued_at,
+            "run_at": self.run_at, "executions": self.executions, "exception_executions": self.exception_executions,
+            "deaths": self.deaths, "error": self.error, "scheduled_at": self.scheduled_at, "meta": self.meta,
+            "version": self.version})
 
     @classmethod
     def decode(cls, data: bytes | str) -> "Envelope":

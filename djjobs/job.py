@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timedelta
 from typing import Any, Callable, ClassVar, Iterable
@@ -70,12 +71,12 @@ class Job:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.arguments: tuple = args
         self.kwargs: dict = kwargs
-        self.job_id: str = Envelope(job="").job_id
+        self.job_id: str = os.urandom(16).hex()
         self.queue_name = type(self).queue_name
         self.priority = type(self).priority
         self.executions: int = 0
         self.exception_executions: dict[str, int] = {}
-        self.enqueued_at: datetime | None = None
+        self.enqueued_ts: float | None = None
         self.scheduled_at: datetime | None = None
         self.run_at: float | None = None
         self.envelope: Envelope | None = None
@@ -160,8 +161,7 @@ class Job:
                        priority=self.priority, job_id=self.job_id, run_at=self.run_at,
                        executions=self.executions, exception_executions=dict(self.exception_executions),
                        scheduled_at=self.scheduled_at.timestamp() if self.scheduled_at else None)
-        self.envelope = env
-        self.enqueued_at = datetime.fromtimestamp(env.enqueued_at).astimezone()
+        self.envelope, self.enqueued_ts = env, env.enqueued_at
         return env
 
     @classmethod
@@ -172,10 +172,15 @@ class Job:
         job.arguments, job.kwargs = (), {}
         job.job_id, job.queue_name, job.priority = env.job_id, env.queue, env.priority
         job.executions, job.exception_executions = env.executions, env.exception_executions
-        job.enqueued_at = datetime.fromtimestamp(env.enqueued_at).astimezone()
+        job.enqueued_ts = env.enqueued_at
         job.scheduled_at = datetime.fromtimestamp(env.scheduled_at).astimezone() if env.scheduled_at else None
         job.run_at, job.envelope = env.run_at, env
         return job
+
+    @property
+    def enqueued_at(self) -> datetime | None:
+        """When the job was enqueued (aware, local time zone), None before."""
+        return datetime.fromtimestamp(self.enqueued_ts).astimezone() if self.enqueued_ts is not None else None
 
     def load_arguments(self) -> None:
         args, kwargs = arguments.deserialize(self.envelope.args, self.envelope.kwargs)

@@ -43,5 +43,9 @@ def resolve(name: str) -> type["Job"]:
             "module from your AppConfig.ready(). A payload naming anything else is refused.") from None
 
 
+def lookup(name: str) -> type["Job"] | None:
+    return _jobs.get(name)
+
+
 def registered() -> dict[str, type["Job"]]:
     return dict(_jobs)

@@ -64,9 +64,9 @@ def store(adapter: "Adapter", envelopes: Iterable[Envelope]) -> None:
         adapter.enqueue(envelopes[0])
     else:
         adapter.enqueue_many(envelopes)
-    jobs = registry.registered()
-    for env in envelopes:
-        signals.job_enqueued.send_robust(sender=jobs.get(env.job), envelope=env)
+    if signals.job_enqueued.receivers:
+        for env in envelopes:
+            signals.job_enqueued.send_robust(sender=registry.lookup(env.job), envelope=env)
 
 
 def _store_after_commit(adapter: "Adapter", envelopes: list[Envelope]) -> None:

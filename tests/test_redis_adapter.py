@@ -45,6 +45,9 @@ def test_bulk_enqueue_is_one_round_trip(redis_adapter, monkeypatch):
 
 def test_single_enqueue_is_one_command(redis_adapter, monkeypatch):
     commands = []
+    conn_class = type(redis_adapter._conn())
+    monkeypatch.setattr(conn_class, "send_command",
+                        lambda self, *a, _orig=conn_class.send_command, **k: (commands.append(a[0]), _orig(self, *a, **k))[1])
     monkeypatch.setattr(redis.Redis, "execute_command",
                         lambda self, *a, _orig=redis.Redis.execute_command, **k: (commands.append(a[0]), _orig(self, *a, **k))[1])
     redis_adapter.enqueue(env())

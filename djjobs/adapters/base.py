@@ -159,13 +159,13 @@ class Adapter(ABC):
         tools; no validation, so a poison payload can be reproduced)."""
         raise NotImplementedError
 
-    def encode(self, envelope: Envelope) -> bytes:
+    def encode(self, envelope: Envelope, limit: int | None = None) -> bytes:
         """Encode and enforce the payload limit and capabilities (shared by all adapters)."""
         if envelope.run_at is not None and not self.supports_schedule and envelope.run_at > self.clock():
             raise UnsupportedFeature(f"The {self.name} adapter cannot schedule jobs ({envelope.describe()} "
                                      "has a run_at); use the redis or database adapter.")
         data = envelope.encode()
-        limit = self.setting("MAX_PAYLOAD_BYTES")
+        limit = self.setting("MAX_PAYLOAD_BYTES") if limit is None else limit
         if len(data) > limit:
             raise EnqueueError(f"{envelope.describe()}: payload is {len(data):,} bytes, over the "
                                f"{limit:,}-byte limit (DJJOBS['MAX_PAYLOAD_BYTES']). Pass ids or model "

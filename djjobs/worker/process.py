@@ -12,8 +12,8 @@ A second SIGINT/SIGTERM exits at once (the leases recover the jobs).
 """
 from __future__ import annotations
 
-import base64
 import logging
+import queue
 import os
 import random
 import signal
@@ -29,7 +29,7 @@ import orjson
 from .. import registry
 from ..adapters import get_adapter
 from ..adapters.base import Adapter, Claim
-from ..execution import Outcome, execute
+from ..execution import DISCARDED, SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .processor import process, report
 from .queues import QueueOrder
@@ -49,6 +49,7 @@ class WorkerProcess:
         self.claims: dict[str, Claim] = {}
         self._claims_lock = threading.Lock()
         self._free = threading.Semaphore(concurrency)
+        self._acks: queue.SimpleQueue[Claim] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.quiet = threading.Event()
         self._signals = 0
@@ -73,6 +74,8 @@ class WorkerProcess:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="djjobs-job")
         poller = threading.Thread(target=self._poll_loop, name="djjobs-poller", daemon=True)
         poller.start()
+        acker = threading.Thread(target=self._ack_loop, name="djjobs-acker", daemon=True)
+        acker.start()
         try:
             self._fetch_loop(pool)
         finally:
@@ -103,9 +106,11 @@ class WorkerProcess:
                 continue
             self._release_free(free - len(claims))
             if claims:
-                self._track(claims)
+                with self._claims_lock:  # tracked before any can finish; the supervisor is told after
+                    self.claims.update((c.key, c) for c in claims)
                 for claim in claims:
                     pool.submit(self._run, claim)
+                self._track(claims)
 
     def _acquire_free(self) -> int:
         """Block (bounded) for one free thread, then take every other free one."""
@@ -122,19 +127,47 @@ class WorkerProcess:
 
     # --- one job ---------------------------------------------------------
     def _run(self, claim: Claim) -> None:
+        acked_later = False
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
             else:
                 outcome = self._execute(claim)
-                self._report(claim, outcome)
+                if outcome.kind in (SUCCEEDED, DISCARDED):
+                    self._acks.put(claim)  # acknowledged in batches by the acker thread
+                    acked_later = True
+                else:
+                    self._report(claim, lambda: report(self.adapter, claim, outcome), claim.envelope.describe())
         except Exception:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
-            self._untrack(claim)
+            if not acked_later:
+                self._untrack([claim])
             self._free.release()
 
-    def _report(self, claim: Claim, outcome: Outcome) -> None:
+    def _ack_loop(self) -> None:
+        """Acknowledge finished jobs in batches: one adapter call for all that finished
+        since the last one. A job stays tracked (its lease renewed) until acknowledged."""
+        while not (self.stopping.is_set() and self._acks.empty() and not self.claims):
+            self._flush_acks(timeout=0.2)
+
+    def _flush_acks(self, timeout: float = 0.0) -> None:
+        try:
+            batch = [self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()]
+        except queue.Empty:
+            return
+        while len(batch) < 1000:
+            try:
+                batch.append(self._acks.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            self._report(batch[0], lambda: self.adapter.complete(batch), f"{len(batch)} finished job(s)")
+        except Exception:
+            logger.exception("Acknowledging %d job(s) failed; their leases will recover them", len(batch))
+        self._untrack(batch)
+
+    def _report(self, claim: Claim, call, what: str) -> None:
         """Report an outcome, retrying through a broker/database outage while the lease
         lasts (the supervisor keeps renewing it), so a restart does not re-run finished jobs."""
         from django.db import close_old_connections
@@ -142,11 +175,11 @@ class WorkerProcess:
         delay = 0.1
         while True:
             try:
-                return report(self.adapter, claim, outcome)
+                return call()
             except Exception as exc:
-                if time.monotonic() + delay > deadline or self.stopping.is_set():
+                if time.monotonic() + delay > deadline:
                     raise
-                logger.warning("Reporting %s failed (%s: %s); retrying in %.1f s", claim.envelope.describe(),
+                logger.warning("Reporting %s failed (%s: %s); retrying in %.1f s", what,
                                type(exc).__name__, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -175,19 +208,17 @@ class WorkerProcess:
 
     # --- claims shared with the supervisor ------------------------------------
     def _track(self, claims: list[Claim]) -> None:
-        with self._claims_lock:
-            for claim in claims:
-                self.claims[claim.key] = claim
         self._send({"event": "claimed", "claims": [
-            {"key": c.key, "raw": base64.b64encode(c.raw).decode(), "token": _jsonable(c.token),
-             "job": c.envelope.job if c.envelope else None, "queue": c.envelope.queue if c.envelope else None,
+            {"key": c.key, "token": _jsonable(c.token), "job": c.envelope.job if c.envelope else None,
+             "queue": c.envelope.queue if c.envelope else None,
              "job_id": c.envelope.job_id if c.envelope else None, "lease_until": c.lease_until}
             for c in claims]})
 
-    def _untrack(self, claim: Claim) -> None:
+    def _untrack(self, claims: list[Claim]) -> None:
         with self._claims_lock:
-            self.claims.pop(claim.key, None)
-        self._send({"event": "done", "keys": [claim.key]})
+            for claim in claims:
+                self.claims.pop(claim.key, None)
+        self._send({"event": "done", "keys": [c.key for c in claims]})
 
     def _send(self, message: dict) -> None:
         if self.pipe is None:
@@ -226,13 +257,13 @@ class WorkerProcess:
         pool.shutdown(wait=False, cancel_futures=False)
         while self.claims and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._flush_acks()
         with self._claims_lock:
             left = list(self.claims.values())
         if left:
             logger.warning("Shutdown timeout: releasing %d unfinished job(s) to their queues", len(left))
             self.adapter.release(left)
-            for claim in left:
-                self._send({"event": "done", "keys": [claim.key]})
+            self._untrack(left)
         self._send({"event": "stopped"})
         return len(left)
 

@@ -10,7 +10,6 @@ worker's poller once their lease expires (at-least-once).
 """
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import selectors
@@ -24,8 +23,6 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..adapters.base import Adapter, Claim, WorkerInfo
-from ..envelope import Envelope
-from ..errors import PayloadError
 
 logger = logging.getLogger("djjobs")
 
@@ -39,6 +36,7 @@ class Child:
     worker_id: str = ""
     buffer: bytes = b""
     claims: dict[str, tuple[Claim, dict]] = field(default_factory=dict)
+    done_early: set[str] = field(default_factory=set)  # "done" that overtook its "claimed"
     stopped: bool = False
 
 
@@ -110,17 +108,17 @@ class Supervisor:
         event = message["event"]
         if event == "claimed":
             for item in message["claims"]:
-                raw = base64.b64decode(item["raw"])
-                try:
-                    env = Envelope.decode(raw)
-                except PayloadError:
-                    env = None
-                child.claims[item["key"]] = (Claim(env, raw, item["token"], child.worker_id, item["lease_until"]),
+                if item["key"] in child.done_early:
+                    child.done_early.discard(item["key"])
+                    continue
+                # Renewal needs only the token (see Claim): no payload crosses the pipe.
+                child.claims[item["key"]] = (Claim(None, b"", item["token"], child.worker_id, item["lease_until"]),
                                              {"job_id": item["job_id"], "job": item["job"], "queue": item["queue"],
                                               "started_at": time.time()})
         elif event == "done":
             for key in message["keys"]:
-                child.claims.pop(key, None)
+                if child.claims.pop(key, None) is None and len(child.done_early) < 100_000:
+                    child.done_early.add(key)
         elif event == "started":
             child.worker_id = message["worker_id"]
         elif event == "stopped":
@@ -194,6 +192,9 @@ def child_argv(options: dict) -> list[str]:
 def child_env() -> dict:
     """The project's import path, so ``python -m django`` finds the settings module."""
     env = dict(os.environ)
-    paths = [os.getcwd(), os.path.dirname(os.path.abspath(sys.argv[0]))]
+    paths = [os.getcwd()]
+    script = os.path.abspath(sys.argv[0])
+    if os.path.isfile(script) and os.path.basename(script) != "__main__.py":  # manage.py's folder, not a package's
+        paths.append(os.path.dirname(script))
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     return env

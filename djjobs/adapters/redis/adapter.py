@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import threading
 import time
 import uuid
@@ -54,6 +55,7 @@ class RedisAdapter(Adapter):
                         for path in SCRIPTS.glob("*.lua")}
         self._pubsub = None
         self._wait_lock = threading.Lock()
+        self._local = threading.local()
 
     def _connect(self) -> redis.Redis:
         alias = self.setting("REDIS_CACHE_ALIAS")
@@ -73,7 +75,31 @@ class RedisAdapter(Adapter):
                                      "use redis://host:port/db.") from exc
 
     def run(self, name: str, *args) -> object:
-        return self.scripts[name](args=[self.keys.prefix, *args])
+        """Call a script by SHA on this thread's own connection: one round trip, none of
+        the pool's per-call bookkeeping (the enqueue and ack hot paths). Reloads a
+        script Redis forgot (restart without persistence) and reconnects once."""
+        script = self.scripts[name]
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                conn.send_command("EVALSHA", script.sha, 0, self.keys.prefix, *args)
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:
+                conn.send_command("SCRIPT", "LOAD", script.script)
+                conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+        conn = self._conn()
+        conn.send_command("EVALSHA", script.sha, 0, self.keys.prefix, *args)
+        return conn.read_response()
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.pid != os.getpid():
+            conn = self._local.conn = self.client.connection_pool.make_connection()
+        return conn
 
     def _day(self, now: float | None = None) -> str:
         return dt.date.fromtimestamp(self.clock() if now is None else now).isoformat()
@@ -83,21 +109,25 @@ class RedisAdapter(Adapter):
         self.enqueue_many([envelope])
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
-        """One script call per 1,000 jobs, all sent in one pipelined round trip."""
+        """Jobs grouped by (queue, priority, scheduled): one script call per group of
+        up to 1,000, every call sent in one pipelined round trip."""
         now = self.clock()
-        args = []
+        limit = self.setting("MAX_PAYLOAD_BYTES")
+        groups: dict[tuple, list] = {}
         for env in envelopes:
-            raw = self.encode(env)
-            due = env.run_at is None or env.run_at <= now
-            args.append([env.job_id, env.queue, str(env.priority), "" if due else repr(env.run_at), raw])
+            raw = self.encode(env, limit)
+            scheduled = env.run_at is not None and env.run_at > now
+            groups.setdefault((env.queue, str(env.priority), "1" if scheduled else ""), []).extend(
+                (env.job_id, repr(env.run_at) if scheduled else "", raw))
+        calls = [(*key, *rows[start:start + 3 * BATCH]) for key, rows in groups.items()
+                 for start in range(0, len(rows), 3 * BATCH)]
         try:
-            if len(args) <= BATCH:
-                self.run("enqueue", *[v for row in args for v in row])
+            if len(calls) == 1:
+                self.run("enqueue", *calls[0])
                 return
             with self.client.pipeline(transaction=False) as pipe:
-                for start in range(0, len(args), BATCH):
-                    chunk = args[start:start + BATCH]
-                    self.scripts["enqueue"](args=[self.keys.prefix, *[v for row in chunk for v in row]], client=pipe)
+                for call in calls:
+                    self.scripts["enqueue"](args=[self.keys.prefix, *call], client=pipe)
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise EnqueueError(f"Cannot reach Redis at {self.url} ({exc}); the job(s) were NOT enqueued. "
@@ -105,27 +135,32 @@ class RedisAdapter(Adapter):
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = _decode(raw)
-        self.run("enqueue", env.job_id if env else uuid.uuid4().hex, queue, str(env.priority if env else 0), "",
-                 bytes(raw))
+        self.run("enqueue", queue, str(env.priority if env else 0), "", env.job_id if env else uuid.uuid4().hex,
+                 "", bytes(raw))
 
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
         """Claim at once if anything is ready; else wait on the wake-up channel (no
-        polling): announce the wait, re-check, then listen, until ``timeout``."""
+        polling): announce the wait, re-check, listen; after a wake-up, claim at once."""
         deadline = time.monotonic() + timeout
         claims = self._claim(queues, limit, worker_id)
+        announced = 0.0
         while not claims and time.monotonic() < deadline:
             with self._wait_lock:
                 if self._pubsub is None:
                     self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                     self._pubsub.subscribe(self.keys.wake)
-                self.client.set(self.keys.waiting, b"1", px=2000)
-                claims = self._claim(queues, limit, worker_id)
+                if time.monotonic() - announced > 1.0:  # P:waiting lives 2 s: refresh it each second
+                    self.client.set(self.keys.waiting, b"1", px=2000)
+                    announced = time.monotonic()
+                    claims = self._claim(queues, limit, worker_id)
+                    if claims:
+                        break
                 remaining = min(deadline - time.monotonic(), 1.0)
-                if not claims and remaining > 0:
-                    self._pubsub.get_message(timeout=remaining)
-                    while self._pubsub.get_message(timeout=0):  # drop stale wake-ups
+                if remaining > 0 and self._pubsub.get_message(timeout=remaining) is not None:
+                    while self._pubsub.get_message(timeout=0):  # one claim answers many wake-ups
                         pass
+            claims = self._claim(queues, limit, worker_id)
         return claims
 
     def _claim(self, queues: Sequence[str], limit: int, worker_id: str) -> list[Claim]:

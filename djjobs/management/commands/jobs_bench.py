@@ -77,10 +77,16 @@ class Command(BaseCommand):
         first = last = None
         peak_rss = []
         deadline = time.monotonic() + self.options["timeout"]
+        progress, progress_at = 0, time.monotonic()
         try:
             while time.monotonic() < deadline:
                 done = self.adapter.counts().processed - base
                 now = time.perf_counter()
+                if done != progress:
+                    progress, progress_at = done, time.monotonic()
+                elif time.monotonic() - progress_at > 60:
+                    raise CommandError(f"No job finished for 60 s ({done:,} of {n:,} done): are the workers "
+                                       "failing? Run `manage.py runjobs -q djjobs-bench` to see their log.")
                 if done and first is None:
                     first = now
                 if done >= n:
@@ -94,8 +100,8 @@ class Command(BaseCommand):
             raise CommandError(f"Drain did not finish within {self.options['timeout']} s")
         self.report("drain (first -> last job)", f"{n / (last - first):>12,.0f} jobs/s")
         self.report("drain (including start-up)", f"{n / (last - spawned):>12,.0f} jobs/s")
-        rss = max(peak_rss or [[0]], key=max)
-        self.report("worker RSS (peak, per process)", f"{max(rss) / 2**20:>12,.1f} MB")
+        rss = max((max(sample) for sample in peak_rss if sample), default=0)
+        self.report("worker RSS (peak, per process)", f"{rss / 2**20:>12,.1f} MB")
 
     def bench_latency(self):
         count = self.options["latency_n"]
