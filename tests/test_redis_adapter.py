@@ -44,6 +44,7 @@ def test_bulk_enqueue_is_one_round_trip(redis_adapter, monkeypatch):
 
 
 def test_single_enqueue_is_one_command(redis_adapter, monkeypatch):
+    redis_adapter.enqueue(env())  # connects (HELLO, CLIENT SETINFO) once per thread
     commands = []
     conn_class = type(redis_adapter._conn())
     monkeypatch.setattr(conn_class, "send_command",
