@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	  exit 1; fi
 	@echo "Using $(PYTHON) ($$($(PYTHON) --version))"
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e ".[redis,postgres,test]" 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -m pip install -q --disable-pip-version-check -e ".[redis,postgres,test,demo]" 2>&1 | grep -v '^WARNING: Location' || true
 	@$(PY) -c 'import django, djjobs, pytest, redis, psycopg' || { echo "Installing the Python packages failed: see the pip output above."; exit 1; }
 	@touch $(STAMP)
 
@@ -35,10 +35,26 @@ services:
 test: venv services
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
+# The demo store: web + worker + cron on SQLite with the database adapter.
+# `make demo ADAPTER=redis` runs the same on Redis (a local redis-server unless REDIS_URL is set).
+ADAPTER ?= database
+DEMO_REDIS_PORT ?= 6391
 demo: venv
+	@if [ "$(ADAPTER)" = redis ] && [ -z "$$REDIS_URL" ]; then bash .ci/ensure_services.sh; fi
 	@$(PY) manage.py migrate --noinput -v 0
-	@echo "Demo: http://127.0.0.1:8000/  (admin: http://127.0.0.1:8000/admin/)"
-	@$(PY) manage.py runserver 127.0.0.1:8000
+	@$(PY) manage.py seed_store
+	@echo ""
+	@echo "  Store:      http://127.0.0.1:8000/"
+	@echo "  Admin:      http://127.0.0.1:8000/admin/   (user admin, password admin)"
+	@echo "  Job pages:  http://127.0.0.1:8000/admin/djjobs/dashboard/"
+	@echo "  Emails:     demo-mail/ (one file per message)      Ctrl-C stops everything."
+	@echo ""
+	@if [ "$(ADAPTER)" = redis ] && [ -z "$$REDIS_URL" ]; then \
+	  DJJOBS_ADAPTER=redis REDIS_URL=redis://127.0.0.1:$(DEMO_REDIS_PORT)/0 DEMO_REDIS_PORT=$(DEMO_REDIS_PORT) \
+	    PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f demo_store/Procfile.redis -d $(CURDIR); \
+	else \
+	  DJJOBS_ADAPTER=$(ADAPTER) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache

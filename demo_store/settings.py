@@ -49,15 +49,21 @@ DATABASES = {"default": {
 }}
 
 DJJOBS = {
-    "ADAPTER": os.environ.get("DJJOBS_ADAPTER", "async"),
+    "ADAPTER": os.environ.get("DJJOBS_ADAPTER", "database"),
     "QUEUES": ["critical", "mailers", "default", "low"],
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "CRON": {
+        "daily-statistics": {"cron": "0 0 * * *", "job": "store.jobs.DailyStatisticsJob", "queue": "low",
+                             "timezone": "Europe/Berlin"},
+    },
 }
 
-MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+# The demo's emails are files in demo-mail/ (one per message), so you can read them.
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                       "OPTIONS": {"file_path": os.environ.get("DEMO_MAIL_DIR", str(BASE_DIR / "demo-mail"))}}}
 DEFAULT_FROM_EMAIL = "store@example.com"
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+TIME_ZONE = "Europe/Berlin"
 USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

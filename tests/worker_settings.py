@@ -15,3 +15,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(process)d %(levelname)s %(message)s"}},
     "loggers": {"djjobs": {"handlers": ["stderr"], "level": "INFO"}},
 }
+if os.environ.get("DJJOBS_TEST_MAIL_DIR"):  # let tests count the emails a worker sends
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                           "OPTIONS": {"file_path": os.environ["DJJOBS_TEST_MAIL_DIR"]}}}
+DEMO_EMAIL_PAUSE = float(os.environ.get("DEMO_EMAIL_PAUSE", "0"))

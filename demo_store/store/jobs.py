@@ -1,14 +1,83 @@
 """The demo store's jobs (autodiscovered by djjobs)."""
-import logging
+import datetime as dt
+import smtplib
+import time
+from decimal import Decimal
 
-from djjobs import Job
+from django.conf import settings
+from django.core.mail import EmailMessage, send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
 
-logger = logging.getLogger(__name__)
+from djjobs import DeserializationError, Job, discard_on, retry_on
+
+from .models import DailyStatistics, Purchase, SentEmail
+
+STORE_EMAIL = "owner@ebooks.example"
 
 
-class HelloJob(Job):
-    """Logs a greeting: the smallest job there is (the demo's home page enqueues it)."""
+@retry_on(smtplib.SMTPException, ConnectionError, wait="polynomially_longer", attempts=8)
+@discard_on(DeserializationError)
+class PurchaseNotificationJob(Job):
+    """Mails the seller their commission, the buyer a receipt, the store a sales update.
 
-    def perform(self, name: str) -> str:
-        logger.info("Hello, %s!", name)
-        return f"Hello, {name}!"
+    Idempotent per email: each send happens in a transaction with the insert of its
+    (purchase, kind) row, guarded by a unique constraint. A retry or a second delivery
+    skips what was sent; a failed send rolls its row back, so it is sent on retry.
+    """
+    queue_name = "mailers"
+
+    def perform(self, purchase: Purchase) -> int:
+        sent = 0
+        for kind, to, subject, body in self.emails(purchase):
+            sent += self.send_once(purchase, kind, to, subject, body)
+            time.sleep(getattr(settings, "DEMO_EMAIL_PAUSE", 0))  # lets the tests kill a worker between two emails
+        return sent
+
+    def emails(self, purchase: Purchase):
+        ebook, buyer = purchase.ebook, purchase.buyer
+        today = timezone.localdate()
+        day_sales = Purchase.objects.filter(created_at__date=today).aggregate(n=Count("id"), revenue=Sum("price"))
+        yield ("commission", ebook.seller.email, f"You sold {ebook.title}",
+               f"{buyer.name} bought {ebook.title} for {purchase.price}. Your commission: {purchase.commission}.")
+        yield ("receipt", buyer.email, f"Your receipt for {ebook.title}",
+               f"Thank you for buying {ebook.title}. You paid {purchase.price}. Purchase #{purchase.pk}.")
+        yield ("sales", STORE_EMAIL, f"Sale: {ebook.title}",
+               f"Today so far: {day_sales['n']} sale(s), revenue {day_sales['revenue'] or Decimal('0')}.")
+
+    def send_once(self, purchase: Purchase, kind: str, to: str, subject: str, body: str) -> int:
+        try:
+            with transaction.atomic():
+                SentEmail.objects.create(purchase=purchase, kind=kind, to=to)
+                EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [to],
+                             headers={"Message-ID": f"<purchase-{purchase.pk}-{kind}@ebooks.example>"}).send()
+        except IntegrityError:
+            return 0  # sent by an earlier run
+        return 1
+
+
+class DailyStatisticsJob(Job):
+    """Statistics of one day (the day before the cron tick it belongs to; yesterday when
+    run by hand), stored once per day (a re-run replaces the row) and mailed to the store."""
+    queue_name = "low"
+
+    def perform(self, day: dt.date | None = None) -> dict:
+        if day is None:
+            tick = self.scheduled_at or timezone.now()
+            day = timezone.localtime(tick).date() - dt.timedelta(days=1)
+        stats = compute_statistics(day)
+        DailyStatistics.objects.update_or_create(day=day, defaults=stats)
+        send_mail(f"Store statistics for {day}", "\n".join(f"{k}: {v}" for k, v in stats.items()),
+                  settings.DEFAULT_FROM_EMAIL, [STORE_EMAIL])
+        return {"day": day.isoformat(), **{k: str(v) for k, v in stats.items()}}
+
+
+def compute_statistics(day: dt.date) -> dict:
+    purchases = Purchase.objects.filter(created_at__date=day)
+    totals = purchases.aggregate(n=Count("id"), revenue=Sum("price"), commissions=Sum("commission"))
+    popular = list(purchases.values("ebook__title").annotate(n=Count("id")).order_by("-n", "ebook__title")[:5])
+    return {"total_sales": totals["n"], "revenue": totals["revenue"] or Decimal("0"),
+            "commissions": totals["commissions"] or Decimal("0"),
+            "active_sellers": purchases.values("ebook__seller").distinct().count(),
+            "popular": [[row["ebook__title"], row["n"]] for row in popular]}

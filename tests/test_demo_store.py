@@ -1,0 +1,202 @@
+"""The demo ebook store end to end: purchase -> notification job after commit, three
+emails exactly once, retries and discards, daily statistics, pages, seeding."""
+import datetime as dt
+import smtplib
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from demo_store.store import jobs as store_jobs
+from demo_store.store.factories import BuyerFactory, EbookFactory, PurchaseFactory, SellerFactory
+from demo_store.store.jobs import DailyStatisticsJob, PurchaseNotificationJob, compute_statistics
+from demo_store.store.models import DailyStatistics, Purchase, SentEmail
+from djjobs.adapters import use_adapter
+from djjobs.adapters.database import DatabaseAdapter
+from djjobs.envelope import Envelope
+from djjobs.execution import DISCARDED, RETRY, SUCCEEDED, execute
+from djjobs.models import JobRow
+from djjobs.testing import assert_enqueued_jobs, assert_enqueued_with, assert_no_enqueued_jobs
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture
+def shop(db):
+    seller = SellerFactory(name="Ada", email="ada@authors.example")
+    book = EbookFactory(title="Engines", seller=seller, price=Decimal("10.00"), commission_rate=Decimal("0.700"))
+    buyer = BuyerFactory(name="Marie", email="marie@readers.example")
+    return book, buyer
+
+
+def buy(client, book, buyer):
+    return client.post(reverse("buy", args=[book.pk]), {"buyer": buyer.pk})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purchase_enqueues_one_notification_after_commit(client, shop, enqueued_jobs):
+    book, buyer = shop
+    response = buy(client, book, buyer)
+    purchase = Purchase.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("purchase", args=[purchase.pk])
+    assert purchase.commission == Decimal("7.00")
+    assert_enqueued_jobs(1)
+    assert_enqueued_with(job=PurchaseNotificationJob, args=[purchase], queue="mailers")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_purchase_leaves_no_job(client, shop, enqueued_jobs, monkeypatch):
+    book, buyer = shop
+    original = PurchaseNotificationJob.perform_later.__func__
+
+    def enqueue_then_fail(cls, *args, **kwargs):
+        original(cls, *args, **kwargs)
+        raise RuntimeError("payment provider said no")
+
+    monkeypatch.setattr(PurchaseNotificationJob, "perform_later", classmethod(enqueue_then_fail))
+    client.raise_request_exception = True
+    with pytest.raises(RuntimeError):
+        buy(client, book, buyer)
+    assert Purchase.objects.count() == 0
+    assert_no_enqueued_jobs()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_database_adapter_the_job_row_commits_with_the_purchase(client, shop, monkeypatch):
+    book, buyer = shop
+    with use_adapter(DatabaseAdapter()):
+        buy(client, book, buyer)
+        assert JobRow.objects.filter(job_name=PurchaseNotificationJob.job_name, state="ready").count() == 1
+        original = PurchaseNotificationJob.perform_later.__func__
+        monkeypatch.setattr(PurchaseNotificationJob, "perform_later", classmethod(
+            lambda cls, *a, **k: (original(cls, *a, **k), (_ for _ in ()).throw(RuntimeError("rollback")))))
+        client.raise_request_exception = True
+        with pytest.raises(RuntimeError):
+            buy(client, book, buyer)
+    assert JobRow.objects.count() == 1 and Purchase.objects.count() == 1
+
+
+def notify(purchase):
+    return execute(Envelope.decode(PurchaseNotificationJob(purchase).to_envelope().encode()))
+
+
+def test_the_job_sends_three_emails_once(shop):
+    book, buyer = shop
+    purchase = PurchaseFactory(ebook=book, buyer=buyer)
+    assert notify(purchase).result == 3
+    assert sorted(m.to[0] for m in mail.outbox) == ["ada@authors.example", "marie@readers.example",
+                                                    store_jobs.STORE_EMAIL]
+    receipt = next(m for m in mail.outbox if m.to == ["marie@readers.example"])
+    assert "Engines" in receipt.subject and "10.00" in receipt.body
+    assert notify(purchase).result == 0  # a second delivery sends nothing
+    assert len(mail.outbox) == 3 and SentEmail.objects.count() == 3
+
+
+def test_a_failed_smtp_send_is_retried_without_resending(shop, monkeypatch):
+    book, buyer = shop
+    purchase = PurchaseFactory(ebook=book, buyer=buyer)
+    real_send = store_jobs.EmailMessage.send
+
+    def flaky_send(message, *args, **kwargs):
+        if message.to == ["marie@readers.example"]:
+            raise smtplib.SMTPServerDisconnected("connection lost")
+        return real_send(message, *args, **kwargs)
+
+    monkeypatch.setattr(store_jobs.EmailMessage, "send", flaky_send)
+    outcome = notify(purchase)
+    assert outcome.kind == RETRY and outcome.envelope.error["class"] == "smtplib.SMTPServerDisconnected"
+    assert [m.to for m in mail.outbox] == [["ada@authors.example"]]
+    assert list(SentEmail.objects.values_list("kind", flat=True)) == ["commission"]
+    monkeypatch.setattr(store_jobs.EmailMessage, "send", real_send)
+    assert execute(outcome.envelope).kind == SUCCEEDED
+    assert sorted(m.to[0] for m in mail.outbox) == ["ada@authors.example", "marie@readers.example",
+                                                    store_jobs.STORE_EMAIL]
+
+
+def test_a_deleted_purchase_is_discarded(shop):
+    book, buyer = shop
+    purchase = PurchaseFactory(ebook=book, buyer=buyer)
+    envelope = PurchaseNotificationJob(purchase).to_envelope()
+    purchase.delete()
+    assert execute(envelope).kind == DISCARDED and mail.outbox == []
+
+
+@pytest.fixture
+def seeded_day(db):
+    """Purchases on 2026-05-01 (Berlin) and one on the day after."""
+    a, b = SellerFactory(name="A"), SellerFactory(name="B")
+    books = [EbookFactory(title="X", seller=a, price=Decimal("10.00")),
+             EbookFactory(title="Y", seller=a, price=Decimal("4.50")),
+             EbookFactory(title="Z", seller=b, price=Decimal("20.00"))]
+    buyer = BuyerFactory()
+    plan = [(books[0], 10), (books[0], 11), (books[0], 23), (books[1], 12), (books[2], 15)]
+    for book, hour in plan:
+        p = PurchaseFactory(ebook=book, buyer=buyer)
+        Purchase.objects.filter(pk=p.pk).update(created_at=dt.datetime(2026, 5, 1, hour, 30, tzinfo=BERLIN))
+    late = PurchaseFactory(ebook=books[2], buyer=buyer)
+    Purchase.objects.filter(pk=late.pk).update(created_at=dt.datetime(2026, 5, 2, 0, 30, tzinfo=BERLIN))
+    return plan
+
+
+def test_daily_statistics_match_an_independent_count(seeded_day):
+    expected_revenue = sum(book.price for book, _ in seeded_day)
+    expected_commissions = sum((book.price * book.commission_rate).quantize(Decimal("0.01")) for book, _ in seeded_day)
+    DailyStatisticsJob.perform_now(dt.date(2026, 5, 1))
+    stats = DailyStatistics.objects.get()
+    assert (stats.day, stats.total_sales, stats.revenue, stats.commissions, stats.active_sellers) == (
+        dt.date(2026, 5, 1), 5, expected_revenue, expected_commissions, 2)
+    assert stats.popular[0] == ["X", 3] and len(stats.popular) == 3
+    assert mail.outbox[-1].subject == "Store statistics for 2026-05-01"
+
+
+def test_rerunning_replaces_the_days_row(seeded_day):
+    DailyStatisticsJob.perform_now(dt.date(2026, 5, 1))
+    Purchase.objects.filter(created_at__date=dt.date(2026, 5, 1)).first().delete()
+    DailyStatisticsJob.perform_now(dt.date(2026, 5, 1))
+    assert DailyStatistics.objects.count() == 1 and DailyStatistics.objects.get().total_sales == 4
+
+
+def test_the_cron_tick_decides_the_day(seeded_day):
+    job = DailyStatisticsJob()
+    job.scheduled_at = dt.datetime(2026, 5, 2, 0, 0, tzinfo=BERLIN)
+    env = Envelope.decode(job.to_envelope().encode())
+    assert execute(env).result["day"] == "2026-05-01"
+    assert compute_statistics(dt.date(2026, 5, 2))["total_sales"] == 1
+
+
+def test_the_schedule_in_settings_is_valid():
+    from demo_store import settings as demo_settings
+    from djjobs.cron import parse_entries
+    [entry], problems = parse_entries(demo_settings.DJJOBS["CRON"])
+    assert problems == [] and demo_settings.DJJOBS["ADAPTER"] == "database"
+    assert entry.job_class() is DailyStatisticsJob and entry.cron == "0 0 * * *"
+
+
+def test_pages_render(client, shop):
+    book, buyer = shop
+    purchase = PurchaseFactory(ebook=book, buyer=buyer)
+    assert "Engines" in client.get(reverse("catalogue")).content.decode()
+    page = client.get(reverse("ebook", args=[book.pk])).content.decode()
+    assert "10.00" in page and 'id="buy"' in page and "Marie" in page
+    page = client.get(reverse("purchase", args=[purchase.pk])).content.decode()
+    assert "0 of 3 emails sent" in page and 'http-equiv="refresh"' in page
+    notify(purchase)
+    page = client.get(reverse("purchase", args=[purchase.pk])).content.decode()
+    assert "All 3 emails sent." in page and "http-equiv" not in page
+    assert "No report yet" in client.get(reverse("statistics")).content.decode()
+    DailyStatisticsJob.perform_now(timezone.localdate())
+    assert "1 sale," in client.get(reverse("statistics")).content.decode()
+
+
+def test_seed_store_is_idempotent(db):
+    call_command("seed_store")
+    call_command("seed_store")
+    from demo_store.store.models import Buyer, Ebook, Seller
+    from django.contrib.auth.models import User
+    assert (Seller.objects.count(), Ebook.objects.count(), Buyer.objects.count()) == (3, 5, 3)
+    assert User.objects.get(username="admin").check_password("admin")
