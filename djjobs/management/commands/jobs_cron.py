@@ -1,6 +1,7 @@
 """``manage.py jobs_cron``: the cron scheduler loop (or ``--list`` the schedule)."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -29,8 +30,18 @@ class Command(BaseCommand):
         if not schedule:
             raise CommandError("DJJOBS['CRON'] is empty: nothing to schedule.")
         stop = threading.Event()
+
+        def on_signal(*_):
+            if stop.is_set():
+                os._exit(1)  # a second signal: now
+            stop.set()
+            # A pass blocked on the database or Redis must not keep the process alive forever.
+            deadline = threading.Timer(10, lambda: os._exit(0))
+            deadline.daemon = True
+            deadline.start()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+            signal.signal(signum, on_signal)
         if options["verbosity"]:
             self.stdout.write(f"jobs_cron: {len(schedule)} entr{'y' if len(schedule) == 1 else 'ies'}: "
                               + ", ".join(e.name for e in schedule))
