@@ -11,6 +11,10 @@ class DjJobsConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         # Job classes register when defined: import every installed app's jobs.py.
         autodiscover_modules("jobs")
+        from importlib import import_module
+        from . import conf
+        for module in conf.get("JOB_MODULES"):  # settings are trusted; payloads never name modules
+            import_module(module)
         if uses_djjobs_tasks():
             autodiscover_modules("tasks")  # @task functions register their Job classes
 

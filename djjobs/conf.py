@@ -44,6 +44,7 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "ASYNC_THREADS": (5, (int,)),
     "LOG_ARGUMENTS": (False, (bool,)),
     "CRON": ({}, (dict,)),
+    "JOB_MODULES": ([], (list, tuple)),
     "ADMIN_SECRET_ARGUMENTS": (["password", "passwd", "secret", "token", "api_key", "apikey", "authorization",
                                 "credential", "private_key"], (list, tuple)),
     "OPTIONS": ({}, (dict,)),

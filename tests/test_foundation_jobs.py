@@ -13,7 +13,7 @@ from djjobs.envelope import Envelope
 from djjobs.errors import UnknownJobError
 from djjobs.execution import DEAD, DISCARDED, RESCHEDULED, RETRY, SUCCEEDED, execute
 from djjobs.testing import assert_enqueued_with
-from tests.jobs import CALLS, AlwaysFailsJob, EchoJob, FatalError, FlakyError, FlakyJob, MailerJob
+from tests.jobs import CALLS, AlwaysFailsJob, EchoJob, FatalError, FlakyJob, MailerJob
 
 
 class NetError(ConnectionError):

@@ -1,15 +1,10 @@
 """Servers really restarted under running workers: nothing that the server kept is lost.
 Redis runs with AOF (appendfsync always) and is SIGKILLed; PostgreSQL is restarted."""
 import collections
-import json
-import os
 import signal
-import sys
 import time
-import uuid
 
 import pytest
-import redis
 
 from djjobs.adapters.redis import RedisAdapter
 from djjobs.envelope import Envelope

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 
 from .. import conf
 from ..envelope import Envelope
-from ..errors import EnqueueError, UnsupportedFeature
+from ..errors import EnqueueError, PayloadError, UnsupportedFeature
 
 STATES = ("ready", "scheduled", "retry", "running", "dead")
 
@@ -301,6 +301,27 @@ class Adapter(ABC):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+def decode_or_none(raw: bytes) -> Envelope | None:
+    """The envelope in stored bytes, or None when they do not decode (a poison payload)."""
+    try:
+        return Envelope.decode(raw)
+    except PayloadError:
+        return None
+
+
+def fenced_claim(raw: bytes, job_id: str, token: str, worker_id: str, lease_until: float) -> Claim:
+    """A claim whose token is ``<lease token>:<job id>`` (the durable adapters' format)."""
+    env = decode_or_none(raw)
+    return Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until,
+                 None if env else PayloadError("undecodable payload"))
+
+
+def split_token(claim: Claim) -> tuple[str, str]:
+    """(job id, lease token) of a claim made by :func:`fenced_claim`."""
+    token, job_id = claim.token.split(":", 1)
+    return job_id, token
 
 
 def orphan_fate(envelope: Envelope, max_deaths: int) -> str:

@@ -18,7 +18,8 @@ from typing import Iterable, Sequence
 
 from ..envelope import Envelope
 from ..errors import PayloadError
-from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, orphan_envelope)
+from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none,
+                   orphan_envelope)
 
 
 @dataclasses.dataclass
@@ -35,11 +36,6 @@ class _Rec:
     lease_until: float = 0.0
 
 
-def _decode(raw: bytes) -> Envelope | None:
-    try:
-        return Envelope.decode(raw)
-    except PayloadError:
-        return None
 
 
 class MemoryAdapter(Adapter):
@@ -116,7 +112,7 @@ class MemoryAdapter(Adapter):
             self._store(envelope, raw, self.clock())
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
-        env = _decode(raw)
+        env = decode_or_none(raw)
         job_id = env.job_id if env else uuid.uuid4().hex
         with self._cond:
             rec = _Rec(bytes(raw), queue, env.priority if env else 0, env.enqueued_at if env else self.clock(), "ready")
@@ -156,7 +152,7 @@ class MemoryAdapter(Adapter):
                 rec.state, rec.at = "running", self.clock()
                 rec.token, rec.worker_id = f"{job_id}:{uuid.uuid4().hex}", worker_id
                 rec.lease_until = lease_until
-                env = _decode(rec.raw)
+                env = decode_or_none(rec.raw)
                 claims.append(Claim(env, rec.raw, rec.token, worker_id, lease_until,
                                     None if env else PayloadError("undecodable payload")))
         return claims
@@ -211,7 +207,7 @@ class MemoryAdapter(Adapter):
             for job_id, rec in list(self._recs.items()):
                 if rec.state != "running" or rec.lease_until > now:
                     continue
-                env = _decode(rec.raw)
+                env = decode_or_none(rec.raw)
                 fate, env = orphan_envelope(env, now) if env else ("dead", None)
                 if env is not None:
                     rec.raw = env.encode()
@@ -287,7 +283,7 @@ class MemoryAdapter(Adapter):
             return result
 
     def _record(self, job_id: str, rec: _Rec) -> JobRecord:
-        return JobRecord(job_id, rec.state, rec.raw, _decode(rec.raw), rec.at, rec.queue)
+        return JobRecord(job_id, rec.state, rec.raw, decode_or_none(rec.raw), rec.at, rec.queue)
 
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:

@@ -156,9 +156,10 @@ class WorkerProcess:
             batch = [self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()]
         except queue.Empty:
             return
+        gather_until = time.monotonic() + 0.002  # a moment for the jobs finishing alongside
         while len(batch) < 1000:
             try:
-                batch.append(self._acks.get_nowait())
+                batch.append(self._acks.get(timeout=max(0.0, gather_until - time.monotonic())))
             except queue.Empty:
                 break
         try:
@@ -188,7 +189,7 @@ class WorkerProcess:
     def _execute(self, claim: Claim) -> Outcome:
         from django.db import close_old_connections
         env = claim.envelope
-        timeout = getattr(registry.registered().get(env.job), "timeout", None)
+        timeout = getattr(registry.lookup(env.job), "timeout", None)
         close_old_connections()
         outcome = None
         try:

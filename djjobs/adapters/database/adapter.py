@@ -23,8 +23,9 @@ import orjson
 from django.db import IntegrityError, connections, transaction
 
 from ...envelope import Envelope
-from ...errors import EnqueueError, PayloadError
-from ..base import Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, orphan_envelope
+from ...errors import EnqueueError
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none, fenced_claim,
+                    orphan_envelope, split_token)
 from .dialects import dialect_for
 
 ACTIVE = ("ready", "scheduled", "retry", "running", "dead")
@@ -34,11 +35,6 @@ ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 PRUNE_BATCH = 1000
 
 
-def _decode(raw: bytes) -> Envelope | None:
-    try:
-        return Envelope.decode(raw)
-    except PayloadError:
-        return None
 
 
 def _error_text(env: Envelope | None) -> str:
@@ -88,7 +84,7 @@ class DatabaseAdapter(Adapter):
         self._insert(rows, {env.queue for env in envelopes})
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
-        env = _decode(raw)
+        env = decode_or_none(raw)
         now = self.clock()
         self._insert([[env.job_id if env else uuid.uuid4().hex, env.job if env else "", queue, 0, "ready",
                        self._us(now), None, now, now, 0, "", bytes(raw)]], {queue})
@@ -125,20 +121,12 @@ class DatabaseAdapter(Adapter):
                 cursor.execute(sql, [worker_id, token, lease_until, now, queue, queue, limit - len(claims)])
                 rows = sorted(cursor.fetchall(), key=lambda r: (-r[3], r[4], r[0]))
             for _, job_id, payload, _, _ in rows:
-                raw = bytes(payload)
-                env = _decode(raw)
-                claims.append(Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until,
-                                    None if env else PayloadError("undecodable payload")))
+                claims.append(fenced_claim(bytes(payload), job_id, token, worker_id, lease_until))
         return claims
-
-    @staticmethod
-    def _fence(claim: Claim) -> tuple[str, str]:
-        token, job_id = claim.token.split(":", 1)
-        return job_id, token
 
     def _move(self, claim: Claim, state: str, envelope: Envelope | None, run_at: float | None,
               position: int | None = None, failed: bool | None = None) -> bool:
-        job_id, token = self._fence(claim)
+        job_id, token = split_token(claim)
         now = self.clock()
         sets = ["state = %s", "run_at = %s", "updated_at = %s", "lease_owner = NULL", "lease_token = NULL",
                 "lease_until = NULL"]
@@ -169,7 +157,7 @@ class DatabaseAdapter(Adapter):
             return
         now = self.clock()
         keep = self.setting("FINISHED_RETENTION_SECONDS") > 0
-        pairs = [self._fence(c) for c in claims]
+        pairs = [split_token(c) for c in claims]
         where = " OR ".join(["(job_id = %s AND lease_token = %s)"] * len(pairs))
         params = [v for pair in pairs for v in pair]
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
@@ -205,7 +193,7 @@ class DatabaseAdapter(Adapter):
                 host=worker.host, pid=worker.pid, queues=list(worker.queues), concurrency=worker.concurrency,
                 started_at=worker.started_at, heartbeat_at=now, busy=list(worker.busy)))
             if claims:
-                pairs = [self._fence(c) for c in claims]
+                pairs = [split_token(c) for c in claims]
                 where = " OR ".join(["(job_id = %s AND lease_token = %s)"] * len(pairs))
                 with self.cursor() as cursor:
                     cursor.execute(f"UPDATE djjobs_job SET lease_until = %s WHERE state = 'running' AND ({where})",
@@ -224,7 +212,7 @@ class DatabaseAdapter(Adapter):
         expired = list(JobRow.objects.using(self.alias).filter(state="running", lease_until__lt=now)
                        .values_list("job_id", "lease_token", "payload")[:100])
         for job_id, token, payload in expired:
-            env = _decode(bytes(payload))
+            env = decode_or_none(bytes(payload))
             fate, env = orphan_envelope(env, now) if env else ("dead", None)
             claim = Claim(env, bytes(payload), f"{token}:{job_id}", "", 0)
             if fate == "requeue":
@@ -323,7 +311,7 @@ class DatabaseAdapter(Adapter):
     def _record(self, row) -> JobRecord:
         raw = bytes(row.payload)
         at = row.run_at if row.state in ("scheduled", "retry") else row.updated_at
-        return JobRecord(row.job_id, row.state, raw, _decode(raw), at, row.queue)
+        return JobRecord(row.job_id, row.state, raw, decode_or_none(raw), at, row.queue)
 
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:

@@ -26,8 +26,9 @@ import orjson
 import redis
 
 from ...envelope import Envelope
-from ...errors import ConfigurationError, EnqueueError, PayloadError
-from ..base import Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, orphan_envelope
+from ...errors import ConfigurationError, EnqueueError
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none, fenced_claim,
+                    orphan_envelope, split_token)
 from .keys import Keys
 
 SCRIPTS = Path(__file__).with_name("scripts")
@@ -35,11 +36,6 @@ SCAN_LIMIT = 200_000
 BATCH = 1000
 
 
-def _decode(raw: bytes) -> Envelope | None:
-    try:
-        return Envelope.decode(raw)
-    except PayloadError:
-        return None
 
 
 class RedisAdapter(Adapter):
@@ -134,7 +130,7 @@ class RedisAdapter(Adapter):
                                "Check that redis-server runs and DJJOBS['REDIS_URL'] points to it.") from exc
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
-        env = _decode(raw)
+        env = decode_or_none(raw)
         self.run("enqueue", queue, str(env.priority if env else 0), "", env.job_id if env else uuid.uuid4().hex,
                  "", bytes(raw))
 
@@ -171,23 +167,15 @@ class RedisAdapter(Adapter):
         result = self.run("fetch", repr(lease_until), token, limit, *queues)
         claims = []
         for i in range(0, len(result), 2):
-            job_id, raw = result[i].decode(), result[i + 1]
-            env = _decode(raw)
-            claims.append(Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until,
-                                None if env else PayloadError("undecodable payload")))
+            claims.append(fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until))
         return claims
-
-    @staticmethod
-    def _fence(claim: Claim) -> tuple[str, str]:
-        token, job_id = claim.token.split(":", 1)
-        return job_id, token
 
     def complete(self, claims: Sequence[Claim]) -> None:
         if claims:
-            self.run("complete", self._day(), *[v for c in claims for v in self._fence(c)])
+            self.run("complete", self._day(), *[v for c in claims for v in split_token(c)])
 
     def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "") -> bool:
-        job_id, token = self._fence(claim)
+        job_id, token = split_token(claim)
         payload = envelope.encode() if envelope is not None else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day()))
@@ -221,7 +209,7 @@ class RedisAdapter(Adapter):
             pipe.zadd(self.keys.workers, {worker.worker_id: now})
             if claims:
                 self.scripts["renew"](args=[self.keys.prefix, repr(now + lease),
-                                            *[v for c in claims for v in self._fence(c)]], client=pipe)
+                                            *[v for c in claims for v in split_token(c)]], client=pipe)
             pipe.execute()
         for claim in claims:
             claim.lease_until = now + lease
@@ -242,7 +230,7 @@ class RedisAdapter(Adapter):
             for job_id, token, raw in zip(expired, tokens, payloads):
                 if token is None or raw is None:
                     continue
-                env = _decode(raw)
+                env = decode_or_none(raw)
                 fate, env = orphan_envelope(env, now) if env else ("dead", None)
                 claim = Claim(env, raw, f"{token.decode()}:{job_id}", "", 0)
                 if fate == "requeue":
@@ -328,7 +316,7 @@ class RedisAdapter(Adapter):
             oldest = now
             if heads:
                 for raw in self.client.hmget(self.keys.payloads, heads):
-                    env = _decode(raw) if raw else None
+                    env = decode_or_none(raw) if raw else None
                     if env is not None:
                         oldest = min(oldest, env.enqueued_at)
             result.append(QueueInfo(name, size, max(0.0, now - oldest), name in paused))
@@ -351,7 +339,7 @@ class RedisAdapter(Adapter):
         items = []
         for member, score, raw in rows:
             job_id = member.decode() if isinstance(member, bytes) else member
-            env = _decode(raw)
+            env = decode_or_none(raw)
             at = float(score) if score not in (b"", "", None) else None
             items.append(JobRecord(job_id, state, raw, env, at, env.queue if env else ""))
         return Page(items, total, page, per_page)
@@ -361,7 +349,7 @@ class RedisAdapter(Adapter):
         if not found:
             return None
         state, score, raw, queue = found
-        return JobRecord(job_id, state.decode(), raw, _decode(raw), float(score) if score else None, queue.decode())
+        return JobRecord(job_id, state.decode(), raw, decode_or_none(raw), float(score) if score else None, queue.decode())
 
     def retry_now(self, job_ids: Iterable[str]) -> int:
         return self._admin("retry_now", job_ids)
