@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from djjobs.adapters import use_adapter
 from tests import tasks
-from tests.fixtures.worker import ROOT, wait_for
+from tests.fixtures.worker import ROOT, Backend, wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -78,3 +78,17 @@ def test_several_schedulers_enqueue_each_tick_once(backend, tmp_path):
     seconds = sorted(ticks)
     assert all(b - a == 1 for a, b in zip(seconds, seconds[1:]))  # and none skipped
     assert logs.count("Cron every-second: enqueued") == len(jobs)
+
+
+def test_runjobs_with_cron_schedules_and_runs_in_one_process(backend, tmp_path):
+    from tests.fixtures.worker import Worker
+    from tests.worker_jobs import RecordJob
+    trace = tmp_path / "trace"
+    config = {**backend.djjobs, "CRON": {"heartbeat": {"cron": "* * * * * *", "job": RecordJob.job_name,
+                                                       "args": [str(trace), "tick"]}}}
+    worker = Worker(Backend(backend.name, config, backend.databases), tmp_path / "worker.log", ["--cron", "-c", "2"])
+    try:
+        wait_for(lambda: trace.exists() and trace.read_text().count("ran tick") >= 2, 30, "two cron runs")
+    finally:
+        worker.stop()
+    assert "Cron heartbeat: enqueued" in worker.output()

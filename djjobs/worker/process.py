@@ -36,6 +36,7 @@ from .queues import QueueOrder
 from .timeouts import Watchdog
 
 logger = logging.getLogger("djjobs")
+GATHER_SECONDS = 0.001
 
 
 class WorkerProcess:
@@ -113,11 +114,20 @@ class WorkerProcess:
                 self._track(claims)
 
     def _acquire_free(self) -> int:
-        """Block (bounded) for one free thread, then take every other free one."""
+        """Block (bounded) for one free thread, then take every other free one. While
+        jobs are finishing, wait up to a millisecond for half the threads to be free, so
+        a busy worker claims in batches rather than one job per round trip."""
         if not self._free.acquire(timeout=0.5):
             return 0
         free = 1
-        while free < self.concurrency and self._free.acquire(blocking=False):
+        deadline = time.monotonic() + GATHER_SECONDS
+        while free < self.concurrency:
+            if self._free.acquire(blocking=False):
+                free += 1
+                continue
+            remaining = deadline - time.monotonic()
+            if free * 2 >= self.concurrency or remaining <= 0 or not self._free.acquire(timeout=remaining):
+                break
             free += 1
         return free
 

@@ -40,6 +40,10 @@ class Dialect:
     def notify(self, cursor, queues: set[str]) -> None:
         """Tell idle fetchers that ``queues`` have new work (inside the enqueue's transaction)."""
 
+    def with_notify(self, sql: str, params: list, queues: set[str]) -> tuple[str, list]:
+        """``sql`` (an INSERT) as one statement that also notifies."""
+        return sql, params
+
     def wait(self, timeout: float) -> None:
         """Block until new work may be there, at most ``timeout`` seconds."""
         time.sleep(max(0.0, min(timeout, self.poll)))
@@ -65,6 +69,10 @@ class PostgresDialect(Dialect):
 
     def notify(self, cursor, queues: set[str]) -> None:
         cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, ",".join(sorted(queues))[:7000]])
+
+    def with_notify(self, sql: str, params: list, queues: set[str]) -> tuple[str, list]:
+        return (f"WITH inserted AS ({sql} RETURNING 1) SELECT pg_notify(%s, %s)",
+                [*params, CHANNEL, ",".join(sorted(queues))[:7000]])
 
     def _connect(self):
         import psycopg
