@@ -32,7 +32,8 @@ from .dialects import dialect_for
 ACTIVE = ("ready", "scheduled", "retry", "running", "dead")
 INSERT = ("INSERT INTO djjobs_job (job_id, job_name, queue, priority, state, position, run_at, enqueued_at, "
           "updated_at, attempts, error, payload) VALUES ")
-ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+ROW_FIELDS = 12
+ROW = "(" + ", ".join(["%s"] * ROW_FIELDS) + ")"
 PRUNE_BATCH = 1000
 
 
@@ -91,14 +92,16 @@ class DatabaseAdapter(Adapter):
                        self._us(now), None, now, now, 0, "", bytes(raw)]], {queue})
 
     def _insert(self, rows: list[list], queues: set[str]) -> None:
-        """Up to 500 rows outside a transaction: one statement (the notification folded in
-        on PostgreSQL), atomic on its own, one round trip. Otherwise one transaction."""
-        single = len(rows) <= 500 and not connections[self.alias].in_atomic_block
+        """Rows that fit one statement: one INSERT (the notification folded in on PostgreSQL),
+        atomic on its own, one round trip, in the caller's transaction if any. More: one
+        transaction around several INSERTs."""
+        per_statement = max(1, min(1000, (connections[self.alias].features.max_query_params or 999) // ROW_FIELDS))
+        single = len(rows) <= per_statement
         try:
             with (contextlib.nullcontext() if single else transaction.atomic(using=self.alias)), \
                     self.cursor() as cursor:
-                for start in range(0, len(rows), 500):
-                    chunk = rows[start:start + 500]
+                for start in range(0, len(rows), per_statement):
+                    chunk = rows[start:start + per_statement]
                     sql = INSERT + ", ".join([ROW] * len(chunk))
                     params = [v for row in chunk for v in row]
                     if single:
