@@ -75,9 +75,13 @@ def test_postgres_restart_mid_drain_loses_nothing(tmp_path):
         server().restart()
         connections["postgres"].close()
         wait_for(lambda: len(ran_tokens(trace)) == n, 120, f"all {n} jobs after the restart", interval=0.2)
+        time.sleep(1.5)  # idle: every worker thread's connection has seen the restart by now
+        backend.adapter.enqueue_many([Envelope(job=RecordJob.job_name, args=[str(trace), f"k{i}"]) for i in range(50)])
+        n += 50
+        wait_for(lambda: len(ran_tokens(trace)) == n, 60, "jobs enqueued after the restart", interval=0.2)
     finally:
         worker.stop()
     connections["postgres"].close()
     assert "AdminShutdown" in worker.output() or "failed" in worker.output()  # it did see the outage
-    assert set(ran_tokens(trace)) == {f"j{i}" for i in range(n)}
+    assert set(ran_tokens(trace)) == {f"j{i}" for i in range(n - 50)} | {f"k{i}" for i in range(50)}
     assert backend.adapter.counts().enqueued == 0

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO
 
 import orjson
+from django.db import close_old_connections
 
 from .. import registry
 from ..adapters import get_adapter
@@ -103,6 +104,7 @@ class WorkerProcess:
                 self._release_free(free)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 logger.error("Fetch failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
+                close_old_connections()  # a connection broken by a database restart is replaced
                 self.stopping.wait(backoff)
                 continue
             self._release_free(free - len(claims))
@@ -181,7 +183,6 @@ class WorkerProcess:
     def _report(self, claim: Claim, call, what: str) -> None:
         """Report an outcome, retrying through a broker/database outage while the lease
         lasts (the supervisor keeps renewing it), so a restart does not re-run finished jobs."""
-        from django.db import close_old_connections
         deadline = time.monotonic() + max(1.0, float(self.adapter.setting("LEASE_SECONDS")) / 2)
         delay = 0.1
         while True:
@@ -197,7 +198,6 @@ class WorkerProcess:
                 close_old_connections()
 
     def _execute(self, claim: Claim) -> Outcome:
-        from django.db import close_old_connections
         env = claim.envelope
         timeout = getattr(registry.lookup(env.job), "timeout", None)
         close_old_connections()
@@ -247,7 +247,6 @@ class WorkerProcess:
     def _poll_loop(self) -> None:
         """Promote due scheduled/retry jobs and recover expired leases, at a randomized
         interval so that many processes do not stampede."""
-        from django.db import close_old_connections
         while not self.stopping.is_set():
             try:
                 self.adapter.promote_due()

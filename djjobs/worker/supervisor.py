@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+from django.db import close_old_connections
 
 from ..adapters.base import Adapter, Claim, WorkerInfo
 
@@ -152,6 +153,7 @@ class Supervisor:
                 self.adapter.heartbeat(info, claims)
             except Exception as exc:
                 logger.error("Heartbeat failed (%s: %s); retrying", type(exc).__name__, exc)
+                close_old_connections()  # a connection broken by a database restart is replaced
 
     def _check_children(self) -> None:
         for slot, child in list(self.children.items()):
