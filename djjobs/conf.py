@@ -25,7 +25,7 @@ QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
 # name -> (default, allowed types)
 DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
-    "ADAPTER": ("async", (str,)),
+    "ADAPTER": ("database", (str,)),
     "QUEUES": (["default"], (list, tuple)),
     "DATABASE": ("default", (str,)),
     "REDIS_URL": ("redis://127.0.0.1:6379/0", (str,)),
