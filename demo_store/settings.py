@@ -1,4 +1,4 @@
-"""Settings of the demo ebook store (SQLite; djjobs adapter from DJJOBS_ADAPTER, default async)."""
+"""Settings of the demo ebook store: SQLite; the djjobs adapter from DJJOBS_ADAPTER (default "database")."""
 import os
 from pathlib import Path
 
@@ -41,6 +41,9 @@ TEMPLATES = [{
 }]
 WSGI_APPLICATION = "demo_store.wsgi.application"
 
+TIME_ZONE = "Europe/Berlin"
+USE_TZ = True
+
 DATABASES = {"default": {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": os.environ.get("DEMO_DB", str(BASE_DIR / "demo.sqlite3")),
@@ -53,8 +56,9 @@ DJJOBS = {
     "QUEUES": ["critical", "mailers", "default", "low"],
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     "CRON": {
+        # Midnight in the store's time zone; the job reports on the day before its tick.
         "daily-statistics": {"cron": "0 0 * * *", "job": "store.jobs.DailyStatisticsJob", "queue": "low",
-                             "timezone": "Europe/Berlin"},
+                             "timezone": TIME_ZONE},
     },
 }
 
@@ -63,8 +67,6 @@ MAILERS = {"default": {"BACKEND": "django.core.mail.backends.filebased.EmailBack
                        "OPTIONS": {"file_path": os.environ.get("DEMO_MAIL_DIR", str(BASE_DIR / "demo-mail"))}}}
 DEFAULT_FROM_EMAIL = "store@example.com"
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "Europe/Berlin"
-USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {

@@ -10,6 +10,7 @@ import os
 import time
 from datetime import datetime, timedelta
 from typing import Any, Callable, ClassVar, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import arguments, conf, registry
 from .envelope import Envelope
@@ -160,7 +161,8 @@ class Job:
         env = Envelope(job=type(self).job_name, args=args, kwargs=kwargs, queue=self.queue_name,
                        priority=self.priority, job_id=self.job_id, run_at=self.run_at,
                        executions=self.executions, exception_executions=dict(self.exception_executions),
-                       scheduled_at=self.scheduled_at.timestamp() if self.scheduled_at else None)
+                       scheduled_at=self.scheduled_at.timestamp() if self.scheduled_at else None,
+                       meta=_zone_meta(self.scheduled_at))
         self.envelope, self.enqueued_ts = env, env.enqueued_at
         return env
 
@@ -173,7 +175,7 @@ class Job:
         job.job_id, job.queue_name, job.priority = env.job_id, env.queue, env.priority
         job.executions, job.exception_executions = env.executions, env.exception_executions
         job.enqueued_ts = env.enqueued_at
-        job.scheduled_at = datetime.fromtimestamp(env.scheduled_at).astimezone() if env.scheduled_at else None
+        job.scheduled_at = _scheduled(env)
         job.run_at, job.envelope = env.run_at, env
         return job
 
@@ -188,6 +190,23 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} job_id={self.job_id} queue={self.queue_name}>"
+
+
+def _zone_meta(scheduled_at: datetime | None) -> dict:
+    """Keep the cron entry's time zone with the tick, so the worker sees the same wall time."""
+    key = getattr(scheduled_at.tzinfo, "key", None) if scheduled_at is not None else None
+    return {"scheduled_tz": key} if key else {}
+
+
+def _scheduled(env: Envelope) -> datetime | None:
+    if not env.scheduled_at:
+        return None
+    zone = env.meta.get("scheduled_tz")
+    try:
+        return datetime.fromtimestamp(env.scheduled_at, ZoneInfo(zone)) if zone else \
+            datetime.fromtimestamp(env.scheduled_at).astimezone()
+    except (ZoneInfoNotFoundError, ValueError):
+        return datetime.fromtimestamp(env.scheduled_at).astimezone()
 
 
 class ConfiguredJob:

@@ -181,3 +181,15 @@ def test_jobs_cron_list_prints_next_runs():
 def test_envelope_keeps_scheduled_at():
     env = Envelope(job="x", scheduled_at=123.0)
     assert Envelope.decode(env.encode()).scheduled_at == 123.0
+
+
+def test_the_job_keeps_the_entrys_time_zone(adapter):
+    from djjobs.job import Job
+    e = parse_entry("t", {"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "timezone": "America/Los_Angeles"})
+    with time_machine.travel(ts(2026, 5, 1, 12), tick=False):
+        s = Scheduler(adapter, [e])
+    s.tick(now=ts(2026, 5, 2, tz=ZoneInfo("America/Los_Angeles")) + 1)
+    [env] = enqueued(adapter)
+    job = Job.from_envelope.__func__(EchoJob, env)
+    assert job.scheduled_at == datetime(2026, 5, 2, tzinfo=ZoneInfo("America/Los_Angeles"))
+    assert str(job.scheduled_at.tzinfo) == "America/Los_Angeles"

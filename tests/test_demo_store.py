@@ -2,12 +2,14 @@
 emails exactly once, retries and discards, daily statistics, pages, seeding."""
 import datetime as dt
 import smtplib
+import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,7 +22,8 @@ from djjobs.adapters.database import DatabaseAdapter
 from djjobs.envelope import Envelope
 from djjobs.execution import DISCARDED, RETRY, SUCCEEDED, execute
 from djjobs.models import JobRow
-from djjobs.testing import assert_enqueued_jobs, assert_enqueued_with, assert_no_enqueued_jobs
+from djjobs.testing import (assert_enqueued_jobs, assert_enqueued_with, assert_no_enqueued_jobs, drain_enqueued_jobs,
+                            perform_enqueued_jobs)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -38,9 +41,19 @@ def buy(client, book, buyer):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_purchase_enqueues_one_notification_after_commit(client, shop, enqueued_jobs):
+def test_a_purchase_enqueues_one_notification_after_commit(client, shop, enqueued_jobs, monkeypatch):
     book, buyer = shop
+    original = PurchaseNotificationJob.perform_later.__func__
+    seen_in_transaction = []
+
+    def spy(cls, *args, **kwargs):
+        job = original(cls, *args, **kwargs)
+        seen_in_transaction.append((transaction.get_connection().in_atomic_block, len(enqueued_jobs.enqueued)))
+        return job
+
+    monkeypatch.setattr(PurchaseNotificationJob, "perform_later", classmethod(spy))
     response = buy(client, book, buyer)
+    assert seen_in_transaction == [(True, 0)]  # called inside the view's atomic block, stored only on commit
     purchase = Purchase.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("purchase", args=[purchase.pk])
     assert purchase.commission == Decimal("7.00")
@@ -78,6 +91,31 @@ def test_with_the_database_adapter_the_job_row_commits_with_the_purchase(client,
         with pytest.raises(RuntimeError):
             buy(client, book, buyer)
     assert JobRow.objects.count() == 1 and Purchase.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purchase_then_the_worker_sends_three_emails_once(client, shop, enqueued_jobs):
+    book, buyer = shop
+    buy(client, book, buyer)
+    assert mail.outbox == []  # the buyer's page does not wait for the emails
+    assert drain_enqueued_jobs() == 1
+    assert sorted(m.to[0] for m in mail.outbox) == ["ada@authors.example", "marie@readers.example",
+                                                    store_jobs.STORE_EMAIL]
+    with perform_enqueued_jobs():  # delivered again: nothing more is sent
+        PurchaseNotificationJob.perform_later(Purchase.objects.get())
+    assert len(mail.outbox) == 3 and SentEmail.objects.count() == 3
+    assert drain_enqueued_jobs() == 0
+
+
+def test_the_sales_update_carries_the_running_totals_of_its_purchase(shop):
+    book, buyer = shop
+    first, second = PurchaseFactory(ebook=book, buyer=buyer), PurchaseFactory(ebook=book, buyer=buyer)
+    notify(second)
+    notify(first)  # run late, after the second purchase: still its own figures
+    sales = {m.extra_headers["Message-ID"]: m.body for m in mail.outbox if m.to == [store_jobs.STORE_EMAIL]}
+    today = timezone.localdate()
+    assert sales[f"<purchase-{first.pk}-sales@ebooks.example>"] == f"{today} so far: 1 sale(s), revenue 10.00."
+    assert sales[f"<purchase-{second.pk}-sales@ebooks.example>"] == f"{today} so far: 2 sale(s), revenue 20.00."
 
 
 def notify(purchase):
@@ -168,6 +206,36 @@ def test_the_cron_tick_decides_the_day(seeded_day):
     assert compute_statistics(dt.date(2026, 5, 2))["total_sales"] == 1
 
 
+def test_run_by_hand_it_reports_yesterday(db):
+    assert DailyStatisticsJob.perform_now()["day"] == (timezone.localdate() - dt.timedelta(days=1)).isoformat()
+    assert DailyStatistics.objects.get().total_sales == 0
+
+
+@pytest.fixture
+def worker_clock_in_los_angeles(monkeypatch):
+    """The process's local time zone far from the store's (Django sets TZ to TIME_ZONE)."""
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_cron_scheduler_enqueues_the_report_of_the_day_before_its_tick(seeded_day, enqueued_jobs,
+                                                                          worker_clock_in_los_angeles):
+    from demo_store import settings as demo_settings
+    from djjobs.cron import Scheduler, parse_entries
+    entries, _ = parse_entries(demo_settings.DJJOBS["CRON"])
+    midnight = dt.datetime(2026, 5, 2, 0, 0, tzinfo=BERLIN).timestamp()  # 2026-05-01 15:00 in Los Angeles
+    scheduler = Scheduler(enqueued_jobs, entries)
+    scheduler.started_at = midnight - 3600
+    assert scheduler.tick(now=midnight + 5) == [("daily-statistics", midnight)]
+    assert_enqueued_with(job=DailyStatisticsJob, queue="low")
+    assert drain_enqueued_jobs() == 1
+    stats = DailyStatistics.objects.get()
+    assert (stats.day, stats.total_sales) == (dt.date(2026, 5, 1), 5)
+
+
 def test_the_schedule_in_settings_is_valid():
     from demo_store import settings as demo_settings
     from djjobs.cron import parse_entries
@@ -179,7 +247,8 @@ def test_the_schedule_in_settings_is_valid():
 def test_pages_render(client, shop):
     book, buyer = shop
     purchase = PurchaseFactory(ebook=book, buyer=buyer)
-    assert "Engines" in client.get(reverse("catalogue")).content.decode()
+    page = client.get(reverse("catalogue")).content.decode()
+    assert "Engines" in page and 'href="/admin/"' in page and reverse("statistics") in page
     page = client.get(reverse("ebook", args=[book.pk])).content.decode()
     assert "10.00" in page and 'id="buy"' in page and "Marie" in page
     page = client.get(reverse("purchase", args=[purchase.pk])).content.decode()

@@ -37,14 +37,17 @@ class PurchaseNotificationJob(Job):
 
     def emails(self, purchase: Purchase):
         ebook, buyer = purchase.ebook, purchase.buyer
-        today = timezone.localdate()
-        day_sales = Purchase.objects.filter(created_at__date=today).aggregate(n=Count("id"), revenue=Sum("price"))
+        # The running totals of the purchase's day up to and including it: the same figures
+        # however late (or how often) the job runs.
+        day = timezone.localtime(purchase.created_at).date()
+        day_sales = Purchase.objects.filter(created_at__date=day, pk__lte=purchase.pk).aggregate(
+            n=Count("id"), revenue=Sum("price"))
         yield ("commission", ebook.seller.email, f"You sold {ebook.title}",
                f"{buyer.name} bought {ebook.title} for {purchase.price}. Your commission: {purchase.commission}.")
         yield ("receipt", buyer.email, f"Your receipt for {ebook.title}",
                f"Thank you for buying {ebook.title}. You paid {purchase.price}. Purchase #{purchase.pk}.")
         yield ("sales", STORE_EMAIL, f"Sale: {ebook.title}",
-               f"Today so far: {day_sales['n']} sale(s), revenue {day_sales['revenue'] or Decimal('0')}.")
+               f"{day} so far: {day_sales['n']} sale(s), revenue {money(day_sales['revenue'])}.")
 
     def send_once(self, purchase: Purchase, kind: str, to: str, subject: str, body: str) -> int:
         try:
@@ -64,6 +67,8 @@ class DailyStatisticsJob(Job):
 
     def perform(self, day: dt.date | None = None) -> dict:
         if day is None:
+            # The tick's instant read in the store's time zone (TIME_ZONE, which is also the
+            # cron entry's time zone), so the day does not depend on the worker's clock zone.
             tick = self.scheduled_at or timezone.now()
             day = timezone.localtime(tick).date() - dt.timedelta(days=1)
         stats = compute_statistics(day)
@@ -77,7 +82,12 @@ def compute_statistics(day: dt.date) -> dict:
     purchases = Purchase.objects.filter(created_at__date=day)
     totals = purchases.aggregate(n=Count("id"), revenue=Sum("price"), commissions=Sum("commission"))
     popular = list(purchases.values("ebook__title").annotate(n=Count("id")).order_by("-n", "ebook__title")[:5])
-    return {"total_sales": totals["n"], "revenue": totals["revenue"] or Decimal("0"),
-            "commissions": totals["commissions"] or Decimal("0"),
+    return {"total_sales": totals["n"], "revenue": money(totals["revenue"]),
+            "commissions": money(totals["commissions"]),
             "active_sellers": purchases.values("ebook__seller").distinct().count(),
             "popular": [[row["ebook__title"], row["n"]] for row in popular]}
+
+
+def money(amount: Decimal | None) -> Decimal:
+    """Two decimal places (SQLite's SUM drops them: 10.00 + 0 -> 10)."""
+    return (amount or Decimal("0")).quantize(Decimal("0.01"))
