@@ -41,6 +41,7 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "CONCURRENCY": (10, (int,)),
     "SHUTDOWN_TIMEOUT": (25, (int, float)),
     "POLL_INTERVAL": (1.0, (int, float)),
+    "PREFETCH_SECONDS": (0.05, (int, float)),
     "ASYNC_THREADS": (5, (int,)),
     "LOG_ARGUMENTS": (False, (bool,)),
     "CRON": ({}, (dict,)),

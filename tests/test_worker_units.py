@@ -29,3 +29,45 @@ def test_weighted_order_follows_the_weights_and_starves_none():
 def test_bad_queue_specs(specs, message):
     with pytest.raises(ValueError, match=message):
         parse(specs)
+
+
+def _worker(adapter, concurrency=4, prefetch_seconds=0.05):
+    from djjobs.worker.process import WorkerProcess
+    return WorkerProcess(QueueOrder(parse(["default"])), concurrency, shutdown_timeout=1, poll_interval=1,
+                         adapter=adapter, prefetch_seconds=prefetch_seconds)
+
+
+def test_prefetch_follows_the_recent_finish_rate_and_is_capped(memory_adapter, monkeypatch):
+    import djjobs.worker.process as process
+    now = [1000.0]
+    monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
+    worker = _worker(memory_adapter)
+    assert worker._capacity() == 4  # nothing finished yet: one claim per thread
+    worker._busy = 7
+    for _ in range(7):
+        worker._finished.put(None)
+    worker._collect_finished()
+    assert (worker._busy, worker._capacity()) == (0, 4 + 7)
+    worker._busy = 30
+    for _ in range(30):
+        worker._finished.put(None)
+    worker._collect_finished()
+    assert worker._capacity() == 4 + 16  # at most 4 x concurrency ahead
+    now[0] += 0.051
+    assert worker._capacity() == 4  # the finishes left the window: long jobs are not claimed ahead
+    assert _worker(memory_adapter, prefetch_seconds=0)._capacity() == 4
+
+
+def test_shutdown_hands_back_prefetched_jobs_at_once(memory_adapter):
+    from djjobs.envelope import Envelope
+    jobs = [Envelope("tests.Nothing") for _ in range(3)]
+    memory_adapter.enqueue_many(jobs)
+    worker = _worker(memory_adapter)
+    claims = memory_adapter.fetch(["default"], 3, 0, worker.worker_id)
+    worker.claims.update((c.key, c) for c in claims)
+    worker._busy = 3
+    for claim in claims:  # claimed ahead, not started: no job thread is running
+        worker._ready.put(claim)
+    assert worker._shutdown() == 0
+    assert memory_adapter.counts().enqueued == 3 and memory_adapter.counts().busy == 0
+    assert [c.envelope.job_id for c in memory_adapter.fetch(["default"], 3, 0, "w")] == [j.job_id for j in jobs]

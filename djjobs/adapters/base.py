@@ -176,12 +176,17 @@ class Adapter(ABC):
         return envelope.run_at is None or envelope.run_at <= (now if now is not None else self.clock())
 
     # --- worker ---------------------------------------------------------
-    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
+              complete: Sequence[Claim] = ()) -> list[Claim]:
         """Claim up to ``limit`` ready jobs from ``queues`` (first non-empty queue first,
         skipping paused ones), each under a lease of ``LEASE_SECONDS`` owned by
         ``worker_id``. Blocks up to ``timeout`` seconds when nothing is ready; returns
         ``[]`` then. A payload that does not decode is still claimed (``envelope=None``)
-        so the worker can move it to the dead set."""
+        so the worker can move it to the dead set.
+
+        ``complete``: finished claims to acknowledge first, exactly as :meth:`complete`
+        does (the worker's way of saving a round trip per batch). When ``fetch`` raises,
+        they may or may not be acknowledged; acknowledging them again is harmless."""
         raise UnsupportedFeature(f"The {self.name} adapter runs jobs itself; runjobs cannot fetch from it.")
 
     def complete(self, claims: Sequence[Claim]) -> None:
@@ -203,7 +208,8 @@ class Adapter(ABC):
         raise NotImplementedError
 
     def release(self, claims: Sequence[Claim]) -> None:
-        """Graceful hand-back (worker stopping): back to the front of their queues, unchanged."""
+        """Graceful hand-back (worker stopping): back to the front of their queues,
+        unchanged, in the order given (the first claim runs first again)."""
         raise NotImplementedError
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:

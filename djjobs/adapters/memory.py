@@ -127,7 +127,10 @@ class MemoryAdapter(Adapter):
                 self._store(env, raw, now)
 
     # --- worker ---------------------------------------------------------
-    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
+              complete: Sequence[Claim] = ()) -> list[Claim]:
+        if complete:
+            self.complete(complete)
         deadline = self.clock() + timeout
         with self._cond:
             while True:
@@ -181,7 +184,7 @@ class MemoryAdapter(Adapter):
 
     def release(self, claims: Sequence[Claim]) -> None:
         with self._cond:
-            for claim in claims:
+            for claim in reversed(claims):  # each goes to the front: the last first
                 rec = self._owned(claim)
                 if rec is not None:
                     self._put_ready(claim.token.split(":")[0], rec, front=True)

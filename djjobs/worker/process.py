@@ -4,14 +4,17 @@ Started by the supervisor (``runjobs``), which renews this process' leases:
 a job that holds the GIL here cannot stall the renewal. This process tells
 the supervisor which claims it holds through a pipe (one JSON line each).
 
-Promises: a job is fetched only when a thread is free to run it at once;
-on SIGTERM no new job is fetched, running jobs get ``shutdown_timeout``
+Promises: a job is claimed for a free thread, or, while this process drains a
+busy queue, at most ``PREFETCH_SECONDS`` of work ahead (see ``_capacity``), so a
+claimed job waits in this process no longer than that; on SIGTERM no new job is
+fetched, claimed jobs that have not started go back to the front of their queues, running jobs get ``shutdown_timeout``
 seconds to finish, and the rest are released to the front of their queues
 before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
 A second SIGINT/SIGTERM exits at once (the leases recover the jobs).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import os
@@ -21,7 +24,6 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO
 
 import orjson
@@ -38,11 +40,13 @@ from .timeouts import Watchdog
 
 logger = logging.getLogger("djjobs")
 GATHER_SECONDS = 0.001
+IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connections before a job
 
 
 class WorkerProcess:
     def __init__(self, queues: QueueOrder, concurrency: int, *, shutdown_timeout: float,
-                 poll_interval: float, pipe: IO[bytes] | None = None, adapter: Adapter | None = None):
+                 poll_interval: float, pipe: IO[bytes] | None = None, adapter: Adapter | None = None,
+                 prefetch_seconds: float = 0.0):
         self.adapter = adapter or get_adapter()
         self.queues, self.concurrency = queues, concurrency
         self.shutdown_timeout, self.poll_interval = shutdown_timeout, poll_interval
@@ -50,8 +54,17 @@ class WorkerProcess:
         self.pipe, self._pipe_lock = pipe, threading.Lock()
         self.claims: dict[str, Claim] = {}
         self._claims_lock = threading.Lock()
-        self._free = threading.Semaphore(concurrency)
-        self._acks: queue.SimpleQueue[Claim] = queue.SimpleQueue()
+        # Hand-offs are C-level SimpleQueues (no Python-level locks on the per-job path):
+        # claims go to the job threads through _ready; each finished job puts one
+        # token in _finished, which the fetch loop counts as a free thread.
+        self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()  # the claim when it is to be acked
+        self._busy = 0  # claimed and not finished: running, or prefetched in _ready
+        self.prefetch_seconds = prefetch_seconds
+        self._finishes: collections.deque[tuple[float, int]] = collections.deque()  # (when, how many)
+        self._recent = 0  # jobs finished in the last prefetch_seconds
+        self._acks: list[Claim] = []  # finished, not yet acknowledged (fetch loop only)
+        self._local = threading.local()
         self.stopping = threading.Event()
         self.quiet = threading.Event()
         self._signals = 0
@@ -73,112 +86,151 @@ class WorkerProcess:
 
     def run(self) -> int:
         self._send({"event": "started", "worker_id": self.worker_id, "pid": os.getpid()})
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="djjobs-job")
+        threads = [threading.Thread(target=self._job_loop, name=f"djjobs-job-{i}", daemon=True)
+                   for i in range(self.concurrency)]
+        for thread in threads:
+            thread.start()
         poller = threading.Thread(target=self._poll_loop, name="djjobs-poller", daemon=True)
         poller.start()
-        acker = threading.Thread(target=self._ack_loop, name="djjobs-acker", daemon=True)
-        acker.start()
         try:
-            self._fetch_loop(pool)
+            self._fetch_loop()
         finally:
-            abandoned = self._shutdown(pool)
+            abandoned = self._shutdown()
         if abandoned:
             # Threads still run jobs we handed back: do not let interpreter exit wait for them.
             logging.shutdown()
             os._exit(0)
         return 0
 
-    def _fetch_loop(self, pool: ThreadPoolExecutor) -> None:
+    def _fetch_loop(self) -> None:
+        """Acknowledge the jobs that finished and claim as many as there are free
+        threads, in one adapter call (one round trip on Redis). A finished job stays
+        tracked, its lease renewed, until that call has acknowledged it."""
         backoff = 0.0
         while not self.stopping.is_set():
-            if self.quiet.is_set():
-                self.stopping.wait(0.5)
-                continue
-            free = self._acquire_free()
-            if not free:
+            quiet = self.quiet.is_set()
+            free = 0 if quiet else self._acquire_free()
+            if quiet:
+                if self._busy:
+                    self._collect_finished(timeout=0.1)
+                else:
+                    self.stopping.wait(0.1)
+            acks = self._acks
+            if not free and not acks:
                 continue
             try:
-                claims = self.adapter.fetch(self.queues.next(), free, 1.0, self.worker_id)
+                if free:
+                    # While jobs run, wake up at least every 0.1 s to acknowledge the ones that finish.
+                    claims = self.adapter.fetch(self.queues.next(), free, 0.1 if self._busy else 1.0,
+                                                self.worker_id, complete=acks)
+                else:
+                    self.adapter.complete(acks)
+                    claims = []
                 backoff = 0.0
-            except Exception as exc:
-                self._release_free(free)
+            except Exception as exc:  # the acks stay pending: acknowledging twice is harmless
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 logger.error("Fetch failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
                 close_old_connections()  # a connection broken by a database restart is replaced
                 self.stopping.wait(backoff)
                 continue
-            self._release_free(free - len(claims))
+            self._acks = []
             if claims:
+                self._busy += len(claims)
                 with self._claims_lock:  # tracked before any can finish; the supervisor is told after
                     self.claims.update((c.key, c) for c in claims)
                 for claim in claims:
-                    pool.submit(self._run, claim)
-                self._track(claims)
+                    self._ready.put(claim)
+            if claims or acks:
+                self._sync(claims, acks)
+
+    def _collect_finished(self, timeout: float = 0.0) -> None:
+        """Count the jobs that finished since the last look as free threads, and keep
+        those to acknowledge; wait up to ``timeout`` for one when none has."""
+        finished, acks = self._finished, self._acks
+        block = timeout > 0
+        n = 0
+        while self._busy:
+            try:
+                claim = finished.get(timeout=timeout) if block else finished.get_nowait()
+            except queue.Empty:
+                break
+            block = False
+            self._busy -= 1
+            n += 1
+            if claim is not None:
+                acks.append(claim)
+        if n:
+            self._finishes.append((time.monotonic(), n))
+            self._recent += n
+
+    def _capacity(self) -> int:
+        """How many claims this process may hold: one per thread, plus, while it
+        drains short jobs, as many as it finished in the last ``prefetch_seconds``
+        (at most 4 x concurrency). Claiming ahead keeps threads busy during the fetch
+        round trip and makes batches larger; bounding it by the recent finish rate means
+        a prefetched job waits here about ``prefetch_seconds`` at most, and long jobs
+        (few finishes) are never claimed ahead of a free thread."""
+        if not self.prefetch_seconds:
+            return self.concurrency
+        horizon, finishes = time.monotonic() - self.prefetch_seconds, self._finishes
+        while finishes and finishes[0][0] < horizon:
+            self._recent -= finishes.popleft()[1]
+        return self.concurrency + min(self._recent, 4 * self.concurrency)
 
     def _acquire_free(self) -> int:
-        """Block (bounded) for one free thread, then take every other free one. While
-        jobs are finishing, wait up to a millisecond for half the threads to be free, so
+        """How many jobs to claim now, waiting (bounded) for a thread when all are busy.
+        Without prefetch, wait up to a millisecond for half the threads to be free, so
         a busy worker claims in batches rather than one job per round trip."""
-        if not self._free.acquire(timeout=0.5):
-            return 0
-        free = 1
-        deadline = time.monotonic() + GATHER_SECONDS
-        while free < self.concurrency:
-            if self._free.acquire(blocking=False):
-                free += 1
-                continue
-            remaining = deadline - time.monotonic()
-            if free * 2 >= self.concurrency or remaining <= 0 or not self._free.acquire(timeout=remaining):
-                break
-            free += 1
-        return free
+        self._collect_finished()
+        capacity = self._capacity()
+        if self._busy >= capacity:
+            self._collect_finished(timeout=0.5)
+            capacity = self._capacity()
+            if self._busy >= capacity:
+                return 0
+        if capacity == self.concurrency and (capacity - self._busy) * 2 < capacity:
+            deadline = time.monotonic() + GATHER_SECONDS
+            while (capacity - self._busy) * 2 < capacity:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                busy = self._busy
+                self._collect_finished(timeout=remaining)
+                if self._busy == busy:
+                    break
+        return capacity - self._busy
 
-    def _release_free(self, n: int) -> None:
-        for _ in range(n):
-            self._free.release()
+    def _job_loop(self) -> None:
+        ready = self._ready
+        while True:
+            try:
+                claim = ready.get()
+                if claim is None:
+                    return
+                self._run(claim)
+            except JobTimeout:  # a timeout that landed between jobs: this thread lives on
+                continue
 
     # --- one job ---------------------------------------------------------
     def _run(self, claim: Claim) -> None:
-        acked_later = False
+        """Run one job. A success or discard is handed to the fetch loop, which
+        acknowledges it with its next fetch; other outcomes are reported here."""
+        done: Claim | None = None
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
             else:
                 outcome = self._execute(claim)
                 if outcome.kind in (SUCCEEDED, DISCARDED):
-                    self._acks.put(claim)  # acknowledged in batches by the acker thread
-                    acked_later = True
+                    done = claim
                 else:
                     self._report(claim, lambda: report(self.adapter, claim, outcome), claim.envelope.describe())
         except Exception:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
-            if not acked_later:
+            if done is None:
                 self._untrack([claim])
-            self._free.release()
-
-    def _ack_loop(self) -> None:
-        """Acknowledge finished jobs in batches: one adapter call for all that finished
-        since the last one. A job stays tracked (its lease renewed) until acknowledged."""
-        while not (self.stopping.is_set() and self._acks.empty() and not self.claims):
-            self._flush_acks(timeout=0.2)
-
-    def _flush_acks(self, timeout: float = 0.0) -> None:
-        try:
-            batch = [self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()]
-        except queue.Empty:
-            return
-        gather_until = time.monotonic() + 0.002  # a moment for the jobs finishing alongside
-        while len(batch) < 1000:
-            try:
-                batch.append(self._acks.get(timeout=max(0.0, gather_until - time.monotonic())))
-            except queue.Empty:
-                break
-        try:
-            self._report(batch[0], lambda: self.adapter.complete(batch), f"{len(batch)} finished job(s)")
-        except Exception:
-            logger.exception("Acknowledging %d job(s) failed; their leases will recover them", len(batch))
-        self._untrack(batch)
+            self._finished.put(done)
 
     def _report(self, claim: Claim, call, what: str) -> None:
         """Report an outcome, retrying through a broker/database outage while the lease
@@ -200,7 +252,9 @@ class WorkerProcess:
     def _execute(self, claim: Claim) -> Outcome:
         env = claim.envelope
         timeout = getattr(registry.lookup(env.job), "timeout", None)
-        close_old_connections()
+        local = self._local
+        if time.monotonic() - getattr(local, "last_job", 0.0) > IDLE_CHECK_SECONDS:
+            close_old_connections()  # idle for a while: the connection may have aged out meanwhile
         outcome = None
         try:
             self.watchdog.start(timeout, env.describe())
@@ -212,14 +266,20 @@ class WorkerProcess:
                 self.watchdog.stop()
             except JobTimeout:
                 pass
-            close_old_connections()
+            close_old_connections()  # as Django does after each request: never reuse a broken one
+            local.last_job = time.monotonic()
         if outcome is None:  # interrupted outside perform: leave it to the lease, never run twice here
             raise JobTimeout(f"{env.describe()} was interrupted by its timeout outside perform()")
         return outcome
 
     # --- claims shared with the supervisor ------------------------------------
-    def _track(self, claims: list[Claim]) -> None:
-        self._send({"event": "claimed", "claims": [
+    def _sync(self, claims: list[Claim], acked: list[Claim]) -> None:
+        """Tell the supervisor, in one message, the claims to renew from now on and
+        the acknowledged ones to stop renewing."""
+        with self._claims_lock:
+            for claim in acked:
+                self.claims.pop(claim.key, None)
+        self._send({"event": "claimed", "done": [c.key for c in acked], "claims": [
             {"key": c.key, "token": _jsonable(c.token), "job": c.envelope.job if c.envelope else None,
              "queue": c.envelope.queue if c.envelope else None,
              "job_id": c.envelope.job_id if c.envelope else None, "lease_until": c.lease_until}
@@ -262,20 +322,52 @@ class WorkerProcess:
             self.stopping.wait(self.poll_interval * random.uniform(0.5, 1.5))
 
     # --- shutdown ----------------------------------------------------------
-    def _shutdown(self, pool: ThreadPoolExecutor) -> int:
+    def _shutdown(self) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
-        pool.shutdown(wait=False, cancel_futures=False)
-        while self.claims and time.monotonic() < deadline:
-            time.sleep(0.05)
+        unstarted = []
+        while True:  # prefetched jobs that no thread has taken yet go back first, at once
+            try:
+                claim = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if claim is not None:
+                unstarted.append(claim)
+        for _ in range(self.concurrency):
+            self._ready.put(None)  # each job thread exits after its current job
+        if unstarted:
+            self._busy -= len(unstarted)
+            self._release(unstarted)
+        while True:
+            self._collect_finished(timeout=0.05)
+            if self._acks and (not self._busy or len(self._acks) >= 100):
+                self._flush_acks()
+            if not self._busy or time.monotonic() >= deadline:
+                break
         self._flush_acks()
         with self._claims_lock:
             left = list(self.claims.values())
         if left:
             logger.warning("Shutdown timeout: releasing %d unfinished job(s) to their queues", len(left))
-            self.adapter.release(left)
-            self._untrack(left)
+            self._release(left)
         self._send({"event": "stopped"})
         return len(left)
+
+    def _release(self, claims: list[Claim]) -> None:
+        try:
+            self.adapter.release(claims)
+        except Exception:
+            logger.exception("Handing back %d job(s) failed; their leases will recover them", len(claims))
+        self._untrack(claims)
+
+    def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        if not acks:
+            return
+        try:
+            self._report(acks[0], lambda: self.adapter.complete(acks), f"{len(acks)} finished job(s)")
+        except Exception:
+            logger.exception("Acknowledging %d job(s) failed; their leases will recover them", len(acks))
+        self._untrack(acks)
 
 
 def _jsonable(token):

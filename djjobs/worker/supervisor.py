@@ -108,6 +108,7 @@ class Supervisor:
     def _handle(self, child: Child, message: dict) -> None:
         event = message["event"]
         if event == "claimed":
+            self._done(child, message.get("done", ()))
             for item in message["claims"]:
                 if item["key"] in child.done_early:
                     child.done_early.discard(item["key"])
@@ -117,13 +118,17 @@ class Supervisor:
                                              {"job_id": item["job_id"], "job": item["job"], "queue": item["queue"],
                                               "started_at": time.time()})
         elif event == "done":
-            for key in message["keys"]:
-                if child.claims.pop(key, None) is None and len(child.done_early) < 100_000:
-                    child.done_early.add(key)
+            self._done(child, message["keys"])
         elif event == "started":
             child.worker_id = message["worker_id"]
         elif event == "stopped":
             child.stopped = True
+
+    @staticmethod
+    def _done(child: Child, keys) -> None:
+        for key in keys:
+            if child.claims.pop(key, None) is None and len(child.done_early) < 100_000:
+                child.done_early.add(key)
 
     # --- main loop ---------------------------------------------------------
     def run(self) -> int:

@@ -90,6 +90,19 @@ def test_complete_forgets_the_job_and_counts_it(adapter):
     assert adapter.history(2)[-1][1:] == (1, 0)
 
 
+def test_fetch_acknowledges_finished_claims_before_claiming(adapter):
+    first, second = env(), env()
+    adapter.enqueue_many([first, second])
+    done = adapter.fetch(["default"], 1, 0, W)
+    [claim] = adapter.fetch(["default"], 5, 0, W, complete=done)
+    assert claim.envelope.job_id == second.job_id
+    counts = adapter.counts()
+    assert (counts.processed, counts.busy) == (1, 1)
+    assert adapter.get(first.job_id) is None
+    assert adapter.fetch(["default"], 5, 0, W, complete=done) == []  # a second ack is harmless
+    assert adapter.counts().processed == 1
+
+
 def test_retry_stores_the_new_envelope_in_the_retry_set(adapter):
     job = env()
     adapter.enqueue(job)
@@ -162,6 +175,14 @@ def test_release_hands_back_to_the_front_unchanged(adapter):
     assert claims[0].envelope == first
 
 
+def test_release_of_a_batch_keeps_its_order_at_the_front(adapter):
+    jobs = [env() for _ in range(4)]
+    adapter.enqueue_many(jobs)
+    claims = adapter.fetch(["default"], 3, 0, W)
+    adapter.release(claims)
+    assert fetch_ids(adapter, limit=10) == [j.job_id for j in jobs]
+
+
 def test_expired_lease_is_recovered_to_the_front_with_counts(adapter):
     job, other = env(), env()
     adapter.enqueue_many([job, other])
@@ -173,6 +194,8 @@ def test_expired_lease_is_recovered_to_the_front_with_counts(adapter):
     assert (again.envelope.deaths, again.envelope.executions) == (1, 1)
     # the first worker's claim is stale: its ack must not remove the new run
     adapter.complete([claim])
+    [next_one] = adapter.fetch(["default"], 1, 0, W, complete=[claim])  # nor its ack-with-fetch
+    assert next_one.envelope.job_id == other.job_id
     assert adapter.get(job.job_id).state == "running"
     adapter.complete([again])
     assert adapter.get(job.job_id) is None

@@ -113,7 +113,10 @@ class DatabaseAdapter(Adapter):
             raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
 
     # --- worker ---------------------------------------------------------
-    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
+              complete: Sequence[Claim] = ()) -> list[Claim]:
+        if complete:
+            self.complete(complete)
         deadline = time.monotonic() + timeout
         while True:
             claims = self._claim(queues, limit, worker_id)
@@ -194,7 +197,7 @@ class DatabaseAdapter(Adapter):
             self._trim_dead()
 
     def release(self, claims: Sequence[Claim]) -> None:
-        for claim in claims:
+        for claim in reversed(claims):  # each goes to the front: the last first
             self._move(claim, "ready", None, None, position=-self._us())
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:

@@ -51,6 +51,7 @@ class RedisAdapter(Adapter):
                         for path in SCRIPTS.glob("*.lua")}
         self._pubsub = None
         self._wait_lock = threading.Lock()
+        self._announced = 0.0  # when this process last said it waits for a wake-up
         self._local = threading.local()
 
     def _connect(self) -> redis.Redis:
@@ -135,20 +136,21 @@ class RedisAdapter(Adapter):
                  "", bytes(raw))
 
     # --- worker ---------------------------------------------------------
-    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str) -> list[Claim]:
-        """Claim at once if anything is ready; else wait on the wake-up channel (no
-        polling): announce the wait, re-check, listen; after a wake-up, claim at once."""
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
+              complete: Sequence[Claim] = ()) -> list[Claim]:
+        """Acknowledge ``complete`` and claim in one script call; if nothing is ready,
+        wait on the wake-up channel (no polling): announce the wait, re-check, listen;
+        after a wake-up, claim at once."""
         deadline = time.monotonic() + timeout
-        claims = self._claim(queues, limit, worker_id)
-        announced = 0.0
+        claims = self._claim(queues, limit, worker_id, complete)
         while not claims and time.monotonic() < deadline:
             with self._wait_lock:
                 if self._pubsub is None:
                     self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                     self._pubsub.subscribe(self.keys.wake)
-                if time.monotonic() - announced > 1.0:  # P:waiting lives 2 s: refresh it each second
+                if time.monotonic() - self._announced > 1.0:  # P:waiting lives 2 s: refresh it each second
                     self.client.set(self.keys.waiting, b"1", px=2000)
-                    announced = time.monotonic()
+                    self._announced = time.monotonic()
                     claims = self._claim(queues, limit, worker_id)
                     if claims:
                         break
@@ -159,12 +161,15 @@ class RedisAdapter(Adapter):
             claims = self._claim(queues, limit, worker_id)
         return claims
 
-    def _claim(self, queues: Sequence[str], limit: int, worker_id: str) -> list[Claim]:
-        if not queues or limit < 1:
+    def _claim(self, queues: Sequence[str], limit: int, worker_id: str,
+               complete: Sequence[Claim] = ()) -> list[Claim]:
+        if not complete and (not queues or limit < 1):
             return []
         token = uuid.uuid4().hex
         lease_until = self.clock() + self.setting("LEASE_SECONDS")
-        result = self.run("fetch", repr(lease_until), token, limit, *queues)
+        acks = [v for c in complete for v in split_token(c)]
+        result = self.run("fetch", repr(lease_until), token, limit if queues else 0, self._day(),
+                          len(complete), *acks, *queues)
         claims = []
         for i in range(0, len(result), 2):
             claims.append(fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until))
@@ -172,7 +177,7 @@ class RedisAdapter(Adapter):
 
     def complete(self, claims: Sequence[Claim]) -> None:
         if claims:
-            self.run("complete", self._day(), *[v for c in claims for v in split_token(c)])
+            self._claim((), 0, "", claims)
 
     def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "") -> bool:
         job_id, token = split_token(claim)
@@ -191,7 +196,7 @@ class RedisAdapter(Adapter):
             self._trim_dead()
 
     def release(self, claims: Sequence[Claim]) -> None:
-        for claim in claims:
+        for claim in reversed(claims):  # each goes to the front: the last first
             self._move(claim, "front", 0, None)
 
     def _trim_dead(self) -> int:

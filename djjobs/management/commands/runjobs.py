@@ -79,7 +79,8 @@ class Command(BaseCommand):
     def _child(self, order, options, adapter):
         pipe = os.fdopen(options["pipe_fd"], "wb", buffering=0) if options["pipe_fd"] is not None else None
         worker = WorkerProcess(order, options["concurrency"], shutdown_timeout=options["shutdown_timeout"],
-                               poll_interval=float(conf.get("POLL_INTERVAL")), pipe=pipe, adapter=adapter)
+                               poll_interval=float(conf.get("POLL_INTERVAL")), pipe=pipe, adapter=adapter,
+                               prefetch_seconds=float(conf.get("PREFETCH_SECONDS")))
         worker.install_signals()
         worker.run()
 
