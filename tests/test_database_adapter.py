@@ -98,5 +98,17 @@ def test_zero_retention_deletes_at_once(alias):
     assert not JobRow.objects.using(alias).exists() and adapter.counts().processed == 1
 
 
+@pytest.mark.parametrize("retention, left", [(0, 0), (3600, 3)])
+def test_ack_folded_into_the_next_fetch(alias, retention, left):
+    """The worker's path: acknowledgements ride on the next claim (one statement on PostgreSQL)."""
+    adapter = DatabaseAdapter({"DATABASE": alias, "FINISHED_RETENTION_SECONDS": retention})
+    adapter.enqueue_many([Envelope(job=EchoJob.job_name) for _ in range(4)])
+    done = adapter.fetch(["default"], 3, 0, "w")
+    [last] = adapter.fetch(["default"], 3, 0, "w", complete=done)
+    assert JobRow.objects.using(alias).filter(state="finished").count() == left
+    assert JobRow.objects.using(alias).get(job_id=last.envelope.job_id).state == "running"
+    assert adapter.counts().processed == 3 and adapter.history(1)[-1][1] == 3
+
+
 def test_check_names_a_missing_alias():
     assert DatabaseAdapter({"DATABASE": "nowhere"}).check() == ["DJJOBS['DATABASE'] = 'nowhere' is not in DATABASES."]

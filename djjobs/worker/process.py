@@ -179,8 +179,9 @@ class WorkerProcess:
 
     def _acquire_free(self) -> int:
         """How many jobs to claim now, waiting (bounded) for a thread when all are busy.
-        Without prefetch, wait up to a millisecond for half the threads to be free, so
-        a busy worker claims in batches rather than one job per round trip."""
+        Claims go in batches rather than one job per round trip: while prefetching,
+        top up once half the allowance is free (or the threads are about to run dry);
+        without prefetch, wait up to a millisecond for half the threads to be free."""
         self._collect_finished()
         capacity = self._capacity()
         if self._busy >= capacity:
@@ -188,7 +189,14 @@ class WorkerProcess:
             capacity = self._capacity()
             if self._busy >= capacity:
                 return 0
-        if capacity == self.concurrency and (capacity - self._busy) * 2 < capacity:
+        ahead = capacity - self.concurrency
+        if ahead:
+            while (capacity - self._busy) * 2 < ahead and self._ready.qsize() * 2 > self.concurrency:
+                busy = self._busy
+                self._collect_finished(timeout=0.05)
+                if self._busy == busy:
+                    break
+        elif (capacity - self._busy) * 2 < capacity:
             deadline = time.monotonic() + GATHER_SECONDS
             while (capacity - self._busy) * 2 < capacity:
                 remaining = deadline - time.monotonic()

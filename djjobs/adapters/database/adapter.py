@@ -95,7 +95,8 @@ class DatabaseAdapter(Adapter):
         """Rows that fit one statement: one INSERT (the notification folded in on PostgreSQL),
         atomic on its own, one round trip, in the caller's transaction if any. More: one
         transaction around several INSERTs."""
-        per_statement = max(1, min(1000, (connections[self.alias].features.max_query_params or 999) // ROW_FIELDS))
+        # PostgreSQL takes 65,535 parameters per statement (Django reports no limit); SQLite 32,766 here.
+        per_statement = max(1, min(1000, (connections[self.alias].features.max_query_params or 65535) // ROW_FIELDS))
         single = len(rows) <= per_statement
         try:
             with (contextlib.nullcontext() if single else transaction.atomic(using=self.alias)), \
@@ -115,30 +116,57 @@ class DatabaseAdapter(Adapter):
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
               complete: Sequence[Claim] = ()) -> list[Claim]:
-        if complete:
+        """On PostgreSQL the acknowledgement of ``complete`` and the first claim are one
+        statement (data-modifying CTEs): one round trip per worker batch."""
+        if complete and not (self.dialect.folds_statements and queues and limit > 0):
             self.complete(complete)
+            complete = ()
         deadline = time.monotonic() + timeout
         while True:
-            claims = self._claim(queues, limit, worker_id)
+            claims = self._claim(queues, limit, worker_id, complete)
+            complete = ()
             if claims or time.monotonic() >= deadline:
                 return claims
             self.dialect.wait(deadline - time.monotonic())
 
-    def _claim(self, queues: Sequence[str], limit: int, worker_id: str) -> list[Claim]:
+    def _claim(self, queues: Sequence[str], limit: int, worker_id: str, complete: Sequence[Claim] = ()) -> list[Claim]:
         now = self.clock()
         lease_until = now + self.setting("LEASE_SECONDS")
         claims: list[Claim] = []
-        sql = self.dialect.claim_sql()
+        claim_sql = self.dialect.claim_sql()
         for queue in queues:
             if len(claims) >= limit:
                 break
             token = uuid.uuid4().hex
+            sql, params = claim_sql, [worker_id, token, lease_until, now, queue, queue, limit - len(claims)]
+            if complete:
+                ack_sql, ack_params = self._ack_sql(complete, now)
+                sql, params = f"WITH {ack_sql} {sql}", [*ack_params, *params]
+                complete = ()
             with self.cursor() as cursor:  # one statement, atomic on its own: no BEGIN/COMMIT round trips
-                cursor.execute(sql, [worker_id, token, lease_until, now, queue, queue, limit - len(claims)])
+                cursor.execute(sql, params)
                 rows = sorted(cursor.fetchall(), key=lambda r: (-r[3], r[4], r[0]))
             for _, job_id, payload, _, _ in rows:
                 claims.append(fenced_claim(bytes(payload), job_id, token, worker_id, lease_until))
         return claims
+
+    def _ack_sql(self, claims: Sequence[Claim], now: float) -> tuple[str, list]:
+        """``complete()`` as the WITH part of one PostgreSQL statement: finish (or delete)
+        the jobs whose lease token still matches and count them, atomically."""
+        pairs = [v for c in claims for v in split_token(c)]
+        values = ", ".join(["(%s, %s)"] * len(claims))
+        if self.setting("FINISHED_RETENTION_SECONDS") > 0:
+            change = ("UPDATE djjobs_job SET state = 'finished', updated_at = %s, lease_token = NULL, "
+                      "lease_owner = NULL, lease_until = NULL")
+            params: list = [now]
+        else:
+            change, params = "DELETE FROM djjobs_job", []
+        sql = (f"acked AS ({change} WHERE state = 'running' AND (job_id, lease_token) IN (VALUES {values}) "
+               "RETURNING 1), "
+               "counted AS (INSERT INTO djjobs_dailystat (day, processed, failed) "
+               "SELECT %s, count(*), 0 FROM acked HAVING count(*) > 0 ON CONFLICT (day) DO UPDATE "
+               "SET processed = djjobs_dailystat.processed + excluded.processed RETURNING 1)")
+        return sql, [*params, *pairs, dt.date.fromtimestamp(now).isoformat()]
 
     def _move(self, claim: Claim, state: str, envelope: Envelope | None, run_at: float | None,
               position: int | None = None, failed: bool | None = None) -> bool:

@@ -30,6 +30,7 @@ RETURNING id, job_id, payload, priority, position
 
 class Dialect:
     name = "generic"
+    folds_statements = False  # data-modifying CTEs: several changes in one atomic statement
 
     def __init__(self, alias: str, poll: float):
         self.alias, self.poll = alias, poll
@@ -58,6 +59,7 @@ class SQLiteDialect(Dialect):
 
 class PostgresDialect(Dialect):
     name = "postgresql"
+    folds_statements = True
 
     def __init__(self, alias: str, poll: float):
         super().__init__(alias, poll)
