@@ -34,9 +34,13 @@ class JobRow(models.Model):
             models.Index(fields=["queue", "-priority", "position", "id"], condition=Q(state="ready"),
                          name="djjobs_job_fetch"),
             models.Index(fields=["queue", "enqueued_at"], condition=Q(state="ready"), name="djjobs_job_latency"),
-            models.Index(fields=["state", "run_at"], name="djjobs_job_due"),
-            models.Index(fields=["state", "lease_until"], name="djjobs_job_lease"),
-            models.Index(fields=["state", "updated_at"], name="djjobs_job_updated"),
+            # Partial indexes: a row is in one only while its state needs it, so an enqueue or a
+            # claim writes few index entries (a claim changes indexed columns: no HOT update).
+            models.Index(fields=["state", "run_at"], condition=Q(state__in=["scheduled", "retry"]),
+                         name="djjobs_job_due_at"),
+            models.Index(fields=["state", "lease_until"], condition=Q(state="running"), name="djjobs_job_leases"),
+            models.Index(fields=["state", "updated_at"], condition=Q(state__in=["finished", "dead"]),
+                         name="djjobs_job_ended"),
         ]
 
 

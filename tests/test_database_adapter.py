@@ -79,6 +79,25 @@ def test_notify_wakes_an_idle_fetch_on_postgres():
     assert len(result["claims"]) == 1 and result["took"] < 20
 
 
+def test_bulk_enqueue_joins_the_callers_transaction_and_is_all_or_nothing(alias):
+    """perform_all_later is one COPY on PostgreSQL and multi-row INSERTs on SQLite: both
+    take part in the caller's transaction, and a bad batch stores none of its jobs."""
+    from djjobs.errors import EnqueueError
+    adapter = DatabaseAdapter({"DATABASE": alias})
+    with pytest.raises(RuntimeError), transaction.atomic(using=alias):
+        adapter.enqueue_many([Envelope(job=EchoJob.job_name) for _ in range(50)])
+        assert rows(alias) == 50
+        raise RuntimeError
+    assert rows(alias) == 0
+    batch = [Envelope(job=EchoJob.job_name, args=["\x00 ok \U0001f600"]) for _ in range(1500)]
+    adapter.enqueue_many(batch)
+    assert rows(alias) == 1500
+    assert adapter.get(batch[-1].job_id).raw == batch[-1].encode()  # byte-exact, NUL included
+    with pytest.raises(EnqueueError, match="same job_id"):
+        adapter.enqueue_many([Envelope(job=EchoJob.job_name), batch[0]])
+    assert rows(alias) == 1500
+
+
 def test_finished_jobs_are_kept_then_pruned(alias, clock):
     adapter = DatabaseAdapter({"DATABASE": alias, "FINISHED_RETENTION_SECONDS": 3600})
     adapter.clock = clock

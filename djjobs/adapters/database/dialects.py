@@ -31,12 +31,16 @@ RETURNING id, job_id, payload, priority, position
 class Dialect:
     name = "generic"
     folds_statements = False  # data-modifying CTEs: several changes in one atomic statement
+    copies = False  # COPY FROM STDIN for bulk inserts
 
     def __init__(self, alias: str, poll: float):
         self.alias, self.poll = alias, poll
 
     def claim_sql(self) -> str:
         return CLAIM.format(lock="")
+
+    def copy_rows(self, cursor, columns: str, rows: list[list]) -> None:
+        raise NotImplementedError
 
     def notify(self, cursor, queues: set[str]) -> None:
         """Tell idle fetchers that ``queues`` have new work (inside the enqueue's transaction)."""
@@ -60,6 +64,7 @@ class SQLiteDialect(Dialect):
 class PostgresDialect(Dialect):
     name = "postgresql"
     folds_statements = True
+    copies = True
 
     def __init__(self, alias: str, poll: float):
         super().__init__(alias, poll)
@@ -68,6 +73,11 @@ class PostgresDialect(Dialect):
 
     def claim_sql(self) -> str:
         return CLAIM.format(lock="FOR UPDATE SKIP LOCKED")
+
+    def copy_rows(self, cursor, columns: str, rows: list[list]) -> None:
+        with cursor.cursor.copy(f"COPY djjobs_job ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def notify(self, cursor, queues: set[str]) -> None:
         cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, ",".join(sorted(queues))[:7000]])
