@@ -37,11 +37,10 @@ def _worker(adapter, concurrency=4, prefetch_seconds=0.05):
                          adapter=adapter, prefetch_seconds=prefetch_seconds)
 
 
-def test_prefetch_follows_the_recent_finish_rate_and_is_capped(memory_adapter, monkeypatch):
-    import djjobs.worker.process as process
+def test_prefetch_follows_the_recent_finish_rate_and_is_capped(memory_adapter):
     now = [1000.0]
-    monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
     worker = _worker(memory_adapter)
+    worker._now = lambda: now[0]
     assert worker._capacity() == 4  # nothing finished yet: one claim per thread
     worker._busy = 7
     for _ in range(7):

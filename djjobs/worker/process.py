@@ -63,6 +63,7 @@ class WorkerProcess:
         self.prefetch_seconds = prefetch_seconds
         self._finishes: collections.deque[tuple[float, int]] = collections.deque()  # (when, how many)
         self._recent = 0  # jobs finished in the last prefetch_seconds
+        self._now = time.monotonic
         self._acks: list[Claim] = []  # finished, not yet acknowledged (fetch loop only)
         self._local = threading.local()
         self.stopping = threading.Event()
@@ -160,7 +161,7 @@ class WorkerProcess:
             if claim is not None:
                 acks.append(claim)
         if n:
-            self._finishes.append((time.monotonic(), n))
+            self._finishes.append((self._now(), n))
             self._recent += n
 
     def _capacity(self) -> int:
@@ -172,7 +173,7 @@ class WorkerProcess:
         (few finishes) are never claimed ahead of a free thread."""
         if not self.prefetch_seconds:
             return self.concurrency
-        horizon, finishes = time.monotonic() - self.prefetch_seconds, self._finishes
+        horizon, finishes = self._now() - self.prefetch_seconds, self._finishes
         while finishes and finishes[0][0] < horizon:
             self._recent -= finishes.popleft()[1]
         return self.concurrency + min(self._recent, 4 * self.concurrency)
