@@ -66,7 +66,9 @@ class DatabaseAdapter(Adapter):
         return self._dialect
 
     def cursor(self):
-        return connections[self.alias].cursor()
+        """A cursor on this thread's connection to ``DJJOBS["DATABASE"]``, in its current
+        transaction. On PostgreSQL it binds parameters server-side (see the dialect)."""
+        return self.dialect.cursor(connections[self.alias])
 
     def _us(self, now: float | None = None) -> int:
         return int((self.clock() if now is None else now) * 1_000_000)
@@ -99,7 +101,7 @@ class DatabaseAdapter(Adapter):
         own, about three times faster than a multi-row INSERT), then the notification."""
         if len(rows) > 1 and self.dialect.copies:
             try:
-                with self.cursor() as cursor, connections[self.alias].wrap_database_errors:
+                with self.cursor() as cursor:
                     self.dialect.copy_rows(cursor, COLUMNS, rows)
                     self.dialect.notify(cursor, queues)
             except IntegrityError as exc:

@@ -8,6 +8,8 @@ polling as a fallback. SQLite has one writer at a time: a claim is a single
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
@@ -38,6 +40,10 @@ class Dialect:
 
     def claim_sql(self) -> str:
         return CLAIM.format(lock="")
+
+    def cursor(self, connection):
+        """A cursor for the adapter's own statements on Django's ``connection``."""
+        return connection.cursor()
 
     def copy_rows(self, cursor, columns: str, rows: list[list]) -> None:
         raise NotImplementedError
@@ -74,8 +80,19 @@ class PostgresDialect(Dialect):
     def claim_sql(self) -> str:
         return CLAIM.format(lock="FOR UPDATE SKIP LOCKED")
 
+    @contextlib.contextmanager
+    def cursor(self, connection):
+        """A psycopg cursor with server-side parameter binding on Django's connection (same
+        session, same transaction), for the adapter's hot statements: Django's default
+        client-side binding quotes every parameter in Python and made a single enqueue
+        about 25 % slower. Statements are not prepared (``prepare=False``), so
+        transaction-pooling proxies such as PgBouncer keep working. Errors are Django's."""
+        connection.ensure_connection()
+        with connection.wrap_database_errors, _server_cursor_class()(connection.connection) as cursor:
+            yield cursor
+
     def copy_rows(self, cursor, columns: str, rows: list[list]) -> None:
-        with cursor.cursor.copy(f"COPY djjobs_job ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY djjobs_job ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
@@ -121,6 +138,19 @@ class PostgresDialect(Dialect):
             except Exception:
                 pass
             self._listener = None
+
+
+@functools.cache
+def _server_cursor_class():
+    """psycopg's Cursor (server-side binding) that never prepares statements; imported
+    lazily because psycopg is only installed with the postgres extra."""
+    import psycopg
+
+    class ServerCursor(psycopg.Cursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=False if prepare is None else prepare, binary=binary)
+
+    return ServerCursor
 
 
 def dialect_for(vendor: str, alias: str, poll: float) -> Dialect:
