@@ -17,6 +17,14 @@ class DjJobsConfig(AppConfig):
             import_module(module)
         if uses_djjobs_tasks():
             autodiscover_modules("tasks")  # @task functions register their Job classes
+        # Import the configured adapter's module now (it connects only when first used), so a
+        # process's first enqueue does not pay for importing redis-py (about 90 ms). A bad
+        # setting is reported by the system checks, not here.
+        from .adapters import adapter_class
+        try:
+            adapter_class(conf.get("ADAPTER"))
+        except Exception:
+            pass
 
 
 def uses_djjobs_tasks() -> bool:

@@ -218,3 +218,20 @@ def test_async_in_production_warns():
     assert warning.id == "djjobs.W001" and "lost" in warning.msg
     with override_settings(DJJOBS={"ADAPTER": "async"}, DEBUG=True):
         assert run_checks(tags=["djjobs"]) == []
+
+
+@pytest.mark.parametrize("adapter, imported", [("redis", True), ("no.such.Adapter", False)])
+def test_startup_imports_the_configured_adapter_and_tolerates_a_bad_one(adapter, imported):
+    """The first enqueue of a process should not pay for importing the adapter (redis-py
+    takes ~90 ms); a bad ADAPTER must still let Django start, for the checks to name it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.worker_settings", "DJJOBS_TEST_NO_PG": "1",
+           "DJJOBS_TEST_DJJOBS": json.dumps({"ADAPTER": adapter})}
+    code = ("import sys, django; django.setup(); "
+            "print('djjobs.adapters.redis.adapter' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(imported)
