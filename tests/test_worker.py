@@ -27,6 +27,18 @@ def lines(path, kind=None):
     return [r for r in rows if kind is None or r[0] == kind]
 
 
+def test_a_worker_registers_at_start_not_after_a_heartbeat_period(backend, start_worker):
+    """With the default 60 s lease the supervisor heartbeats every 15 s; a new worker is
+    registered at once (the admin lists it, and the database adapter NOTIFYs only while
+    a worker is registered)."""
+    backend.djjobs = {**backend.djjobs, "LEASE_SECONDS": 60}
+    worker = start_worker("-c", "2")
+    wait_for(lambda: backend.adapter.workers(), 10, "the worker to register")
+    assert [w.pid for w in backend.adapter.workers()] == worker.children()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+
+
 def test_worker_drains_and_unregisters_on_sigterm(backend, start_worker, tmp_path):
     trace = tmp_path / "trace"
     for i in range(50):

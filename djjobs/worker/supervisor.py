@@ -53,6 +53,7 @@ class Supervisor:
         self.stopping_since: float | None = None
         self.signals = 0
         self.restarts: list[float] = []
+        self.beat_now = False
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -121,6 +122,7 @@ class Supervisor:
             self._done(child, message["keys"])
         elif event == "started":
             child.worker_id = message["worker_id"]
+            self.beat_now = True  # register it at once (the admin, and the database adapter's NOTIFY, look)
         elif event == "stopped":
             child.stopped = True
 
@@ -138,7 +140,8 @@ class Supervisor:
         while self.children:
             for key, _ in self.selector.select(timeout=0.2):
                 self._drain(key.data)
-            if time.monotonic() >= next_beat:
+            if self.beat_now or time.monotonic() >= next_beat:
+                self.beat_now = False
                 self._heartbeat()
                 next_beat = time.monotonic() + max(0.5, self.lease / 4)
             self._check_children()
