@@ -7,7 +7,6 @@ import pytest
 from django.db import connections, transaction
 
 from djjobs.adapters import use_adapter
-from djjobs.adapters.base import WorkerInfo
 from djjobs.adapters.database import DatabaseAdapter
 from djjobs.envelope import Envelope
 from djjobs.models import JobRow
@@ -63,7 +62,6 @@ def test_notify_wakes_an_idle_fetch_on_postgres():
     require_postgres()
     # The polling fallback is set far beyond the wait: only a NOTIFY can end it early.
     adapter = DatabaseAdapter({"DATABASE": "postgres", "FETCH_POLL_INTERVAL": 60})
-    adapter.heartbeat(WorkerInfo("w", "host", 1, ["default"], 1, time.time()), [])  # a live worker listens
     result = {}
 
     def fetch():
@@ -98,35 +96,6 @@ def test_bulk_enqueue_joins_the_callers_transaction_and_is_all_or_nothing(alias)
     with pytest.raises(EnqueueError, match="same job_id"):
         adapter.enqueue_many([Envelope(job=EchoJob.job_name), batch[0]])
     assert rows(alias) == 1500
-
-
-def test_enqueue_notifies_only_while_a_worker_is_registered():
-    """NOTIFY costs a tenth of a single enqueue with fsync on: skipped when no worker runs."""
-    require_postgres()
-    import psycopg
-    from djjobs.adapters.database.dialects import CHANNEL
-    adapter = DatabaseAdapter({"DATABASE": "postgres"})
-    params = connections["postgres"].get_connection_params()
-    for key in ("cursor_factory", "context", "server_side_binding"):
-        params.pop(key, None)
-    with psycopg.connect(**params, autocommit=True) as listener:
-        listener.execute(f"LISTEN {CHANNEL}")
-
-        def notified():
-            return [n.payload for n in listener.notifies(timeout=0.5, stop_after=1)]
-
-        adapter.enqueue(Envelope(job=EchoJob.job_name))
-        adapter.enqueue_many([Envelope(job=EchoJob.job_name, queue="mailers") for _ in range(3)])
-        assert notified() == []
-        adapter.heartbeat(WorkerInfo("w", "host", 1, ["default"], 1, time.time()), [])
-        adapter.enqueue(Envelope(job=EchoJob.job_name))
-        assert notified() == ["default"]
-        adapter.enqueue_many([Envelope(job=EchoJob.job_name, queue="mailers") for _ in range(3)])
-        assert notified() == ["mailers"]
-        adapter.clock = lambda: time.time() + adapter.setting("LEASE_SECONDS") + 1  # its heartbeat is stale
-        adapter.enqueue(Envelope(job=EchoJob.job_name))
-        assert notified() == []
-    adapter.close()
 
 
 def test_finished_jobs_are_kept_then_pruned(alias, clock):

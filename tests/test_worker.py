@@ -29,8 +29,7 @@ def lines(path, kind=None):
 
 def test_a_worker_registers_at_start_not_after_a_heartbeat_period(backend, start_worker):
     """With the default 60 s lease the supervisor heartbeats every 15 s; a new worker is
-    registered at once (the admin lists it, and the database adapter NOTIFYs only while
-    a worker is registered)."""
+    registered at once, so the admin and jobs_status list it from the start."""
     backend.djjobs = {**backend.djjobs, "LEASE_SECONDS": 60}
     worker = start_worker("-c", "2")
     wait_for(lambda: backend.adapter.workers(), 10, "the worker to register")

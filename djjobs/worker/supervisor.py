@@ -122,7 +122,7 @@ class Supervisor:
             self._done(child, message["keys"])
         elif event == "started":
             child.worker_id = message["worker_id"]
-            self.beat_now = True  # register it at once (the admin, and the database adapter's NOTIFY, look)
+            self.beat_now = True  # register it at once, for the admin and jobs_status
         elif event == "stopped":
             child.stopped = True
 

@@ -70,10 +70,6 @@ class DatabaseAdapter(Adapter):
         transaction. On PostgreSQL it binds parameters server-side (see the dialect)."""
         return self.dialect.cursor(connections[self.alias])
 
-    def _workers_since(self) -> float:
-        """Heartbeats newer than this mean a live worker (the supervisor beats every lease / 4)."""
-        return self.clock() - self.setting("LEASE_SECONDS")
-
     def _us(self, now: float | None = None) -> int:
         return int((self.clock() if now is None else now) * 1_000_000)
 
@@ -107,7 +103,7 @@ class DatabaseAdapter(Adapter):
             try:
                 with self.cursor() as cursor:
                     self.dialect.copy_rows(cursor, COLUMNS, rows)
-                    self.dialect.notify(cursor, queues, self._workers_since())
+                    self.dialect.notify(cursor, queues)
             except IntegrityError as exc:
                 raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
             return
@@ -121,10 +117,10 @@ class DatabaseAdapter(Adapter):
                     sql = INSERT + ", ".join([ROW] * len(chunk))
                     params = [v for row in chunk for v in row]
                     if single:
-                        sql, params = self.dialect.with_notify(sql, params, queues, self._workers_since())
+                        sql, params = self.dialect.with_notify(sql, params, queues)
                     cursor.execute(sql, params)
                 if not single:
-                    self.dialect.notify(cursor, queues, self._workers_since())
+                    self.dialect.notify(cursor, queues)
         except IntegrityError as exc:
             raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
 

@@ -48,11 +48,10 @@ class Dialect:
     def copy_rows(self, cursor, columns: str, rows: list[list]) -> None:
         raise NotImplementedError
 
-    def notify(self, cursor, queues: set[str], workers_since: float) -> None:
-        """Tell idle fetchers that ``queues`` have new work (inside the enqueue's transaction),
-        if a worker has heartbeated since ``workers_since``."""
+    def notify(self, cursor, queues: set[str]) -> None:
+        """Tell idle fetchers that ``queues`` have new work (inside the enqueue's transaction)."""
 
-    def with_notify(self, sql: str, params: list, queues: set[str], workers_since: float) -> tuple[str, list]:
+    def with_notify(self, sql: str, params: list, queues: set[str]) -> tuple[str, list]:
         """``sql`` (an INSERT) as one statement that also notifies."""
         return sql, params
 
@@ -97,19 +96,12 @@ class PostgresDialect(Dialect):
             for row in rows:
                 copy.write_row(row)
 
-    # Notify only while a worker is registered (its supervisor heartbeats every LEASE_SECONDS / 4):
-    # a NOTIFY costs about a tenth of a single enqueue's time with fsync on, and nobody listens
-    # when no worker runs. A worker that starts between an enqueue's snapshot and its commit
-    # still finds the job at its first claim or, at worst, at its next poll.
-    LISTENERS = "EXISTS (SELECT 1 FROM djjobs_worker WHERE heartbeat_at > %s)"
+    def notify(self, cursor, queues: set[str]) -> None:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, ",".join(sorted(queues))[:7000]])
 
-    def notify(self, cursor, queues: set[str], workers_since: float) -> None:
-        cursor.execute(f"SELECT pg_notify(%s, %s) WHERE {self.LISTENERS}",
-                       [CHANNEL, ",".join(sorted(queues))[:7000], workers_since])
-
-    def with_notify(self, sql: str, params: list, queues: set[str], workers_since: float) -> tuple[str, list]:
-        return (f"WITH inserted AS ({sql} RETURNING 1) SELECT pg_notify(%s, %s) WHERE {self.LISTENERS}",
-                [*params, CHANNEL, ",".join(sorted(queues))[:7000], workers_since])
+    def with_notify(self, sql: str, params: list, queues: set[str]) -> tuple[str, list]:
+        return (f"WITH inserted AS ({sql} RETURNING 1) SELECT pg_notify(%s, %s)",
+                [*params, CHANNEL, ",".join(sorted(queues))[:7000]])
 
     def _connect(self):
         import psycopg
