@@ -1,6 +1,6 @@
 """System checks for ``settings.DJJOBS`` (``manage.py check`` and every command start).
 
-djjobs.E001 unknown adapter · E002 bad option type · E003 malformed queue name ·
+djjobs.E001 unknown adapter · E002 bad option type or value · E003 malformed queue name ·
 E004 unknown key · E005 adapter-specific problem · W001 async adapter with DEBUG=False ·
 E010 malformed cron entry · E011 bad cron expression · E012 unknown cron job class ·
 E013 unknown time zone · E014 cron arguments that do not serialize.

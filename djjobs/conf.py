@@ -51,6 +51,14 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "OPTIONS": ({}, (dict,)),
 }
 
+# The smallest value that makes sense, for the numeric settings (a negative lease or
+# timeout, zero threads... are configuration mistakes, reported by the system checks).
+MINIMUMS: dict[str, float] = {
+    "RETRY_ATTEMPTS": 0, "MAX_PAYLOAD_BYTES": 1, "LEASE_SECONDS": 1, "MAX_WORKER_DEATHS": 1, "DEAD_MAX_JOBS": 0,
+    "DEAD_MAX_DAYS": 0, "FINISHED_RETENTION_SECONDS": 0, "CONCURRENCY": 1, "SHUTDOWN_TIMEOUT": 0,
+    "POLL_INTERVAL": 0.01, "PREFETCH_SECONDS": 0, "ASYNC_THREADS": 1,
+}
+
 _cache: dict[str, Any] | None = None
 
 
@@ -86,6 +94,9 @@ def validate() -> list[tuple[str, str, str]]:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join(t.__name__ for t in types)
             problems.append(("djjobs.E002", f"DJJOBS[{key!r}] must be {names}, not {type(value).__name__} ({value!r}).",
+                             f"Default: {DEFAULTS[key][0]!r}."))
+        elif key in MINIMUMS and value < MINIMUMS[key]:
+            problems.append(("djjobs.E002", f"DJJOBS[{key!r}] = {value!r} is below its minimum, {MINIMUMS[key]!r}.",
                              f"Default: {DEFAULTS[key][0]!r}."))
     for name in raw.get("QUEUES", []) if isinstance(raw.get("QUEUES"), (list, tuple)) else []:
         if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):

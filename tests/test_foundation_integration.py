@@ -203,6 +203,8 @@ def test_async_runs_on_threads_with_timers_and_retries():
     ({"ADAPTER": "tests.jobs.EchoJob"}, "djjobs.E001", "not a djjobs.adapters.base.Adapter subclass"),
     ({"RETRY_ATTEMPTS": "5"}, "djjobs.E002", "must be int"),
     ({"LOG_ARGUMENTS": 1}, "djjobs.E002", "must be bool"),
+    ({"PREFETCH_SECONDS": -1}, "djjobs.E002", "PREFETCH_SECONDS'] = -1 is below its minimum, 0"),
+    ({"CONCURRENCY": 0}, "djjobs.E002", "CONCURRENCY'] = 0 is below its minimum, 1"),
     ({"QUEUES": ["default", "bad queue"]}, "djjobs.E003", "malformed queue name 'bad queue'"),
     ({"QUEUE": ["default"]}, "djjobs.E004", "unknown key 'QUEUE'"),
 ])

@@ -54,7 +54,12 @@ def test_prefetch_follows_the_recent_finish_rate_and_is_capped(memory_adapter):
     assert worker._capacity() == 4 + 16  # at most 4 x concurrency ahead
     now[0] += 0.051
     assert worker._capacity() == 4  # the finishes left the window: long jobs are not claimed ahead
-    assert _worker(memory_adapter, prefetch_seconds=0)._capacity() == 4
+    off = _worker(memory_adapter, prefetch_seconds=0)
+    off._busy = 4
+    for _ in range(4):
+        off._finished.put(None)
+    off._collect_finished()
+    assert off._capacity() == 4 and not off._finishes  # nothing recorded: nothing to prune
 
 
 def test_shutdown_hands_back_prefetched_jobs_at_once(memory_adapter):

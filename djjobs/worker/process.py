@@ -6,10 +6,10 @@ the supervisor which claims it holds through a pipe (one JSON line each).
 
 Promises: a job is claimed for a free thread, or, while this process drains a
 busy queue, at most ``PREFETCH_SECONDS`` of work ahead (see ``_capacity``), so a
-claimed job waits in this process no longer than that; on SIGTERM no new job is
-fetched, claimed jobs that have not started go back to the front of their queues, running jobs get ``shutdown_timeout``
-seconds to finish, and the rest are released to the front of their queues
-before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
+claimed job waits in this process no longer than that. On SIGTERM no new job is
+fetched, claimed jobs that have not started go back to the front of their queues
+at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest are
+released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
 A second SIGINT/SIGTERM exits at once (the leases recover the jobs).
 """
 from __future__ import annotations
@@ -160,7 +160,7 @@ class WorkerProcess:
             n += 1
             if claim is not None:
                 acks.append(claim)
-        if n:
+        if n and self.prefetch_seconds:
             self._finishes.append((self._now(), n))
             self._recent += n
 

@@ -84,8 +84,8 @@ class PostgresDialect(Dialect):
     def cursor(self, connection):
         """A psycopg cursor with server-side parameter binding on Django's connection (same
         session, same transaction), for the adapter's hot statements: Django's default
-        client-side binding quotes every parameter in Python and made a single enqueue
-        about 25 % slower. Statements are not prepared (``prepare=False``), so
+        client-side binding quotes every parameter in Python; binding server-side made a
+        single enqueue about 20 % faster. Statements are not prepared (``prepare=False``), so
         transaction-pooling proxies such as PgBouncer keep working. Errors are Django's."""
         connection.ensure_connection()
         with connection.wrap_database_errors, _server_cursor_class()(connection.connection) as cursor:
