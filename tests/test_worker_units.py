@@ -44,20 +44,25 @@ def test_prefetch_follows_the_recent_finish_rate_and_is_capped(memory_adapter):
     assert worker._capacity() == 4  # nothing finished yet: one claim per thread
     worker._busy = 7
     for _ in range(7):
-        worker._finished.put(None)
+        worker._finished.put((None, 0.001))
     worker._collect_finished()
     assert (worker._busy, worker._capacity()) == (0, 4 + 7)
     worker._busy = 30
     for _ in range(30):
-        worker._finished.put(None)
+        worker._finished.put((None, 0.001))
     worker._collect_finished()
     assert worker._capacity() == 4 + 16  # at most 4 x concurrency ahead
     now[0] += 0.051
     assert worker._capacity() == 4  # the finishes left the window: long jobs are not claimed ahead
+    worker._busy = 10
+    for _ in range(10):  # many finishing at once, but each took a second: still no prefetch
+        worker._finished.put((None, 1.0))
+    worker._collect_finished()
+    assert worker._recent == 10 and worker._capacity() == 4
     off = _worker(memory_adapter, prefetch_seconds=0)
     off._busy = 4
     for _ in range(4):
-        off._finished.put(None)
+        off._finished.put((None, 0.001))
     off._collect_finished()
     assert off._capacity() == 4 and not off._finishes  # nothing recorded: nothing to prune
 

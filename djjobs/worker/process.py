@@ -56,13 +56,15 @@ class WorkerProcess:
         self._claims_lock = threading.Lock()
         # Hand-offs are C-level SimpleQueues (no Python-level locks on the per-job path):
         # claims go to the job threads through _ready; each finished job puts one
-        # token in _finished, which the fetch loop counts as a free thread.
+        # entry in _finished, which the fetch loop counts as a free thread.
         self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
-        self._finished: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()  # the claim when it is to be acked
+        # (the claim when it is to be acked, else None; how long it ran)
+        self._finished: queue.SimpleQueue[tuple[Claim | None, float]] = queue.SimpleQueue()
         self._busy = 0  # claimed and not finished: running, or prefetched in _ready
         self.prefetch_seconds = prefetch_seconds
         self._finishes: collections.deque[tuple[float, int]] = collections.deque()  # (when, how many)
         self._recent = 0  # jobs finished in the last prefetch_seconds
+        self._took = 0.0  # moving average of how long a job takes here, in seconds
         self._now = time.monotonic
         self._acks: list[Claim] = []  # finished, not yet acknowledged (fetch loop only)
         self._local = threading.local()
@@ -152,12 +154,13 @@ class WorkerProcess:
         n = 0
         while self._busy:
             try:
-                claim = finished.get(timeout=timeout) if block else finished.get_nowait()
+                claim, took = finished.get(timeout=timeout) if block else finished.get_nowait()
             except queue.Empty:
                 break
             block = False
             self._busy -= 1
             n += 1
+            self._took += (took - self._took) / 16  # moving average of job durations
             if claim is not None:
                 acks.append(claim)
         if n and self.prefetch_seconds:
@@ -169,10 +172,10 @@ class WorkerProcess:
         drains short jobs, as many as it finished in the last ``prefetch_seconds``
         (at most 4 x concurrency). Claiming ahead keeps threads busy during the fetch
         round trip and makes batches larger; bounding it by the recent finish rate means
-        a prefetched job waits here about ``prefetch_seconds`` at most, and long jobs
-        (few finishes) are never claimed ahead of a free thread."""
-        if not self.prefetch_seconds:
-            return self.concurrency
+        a prefetched job waits here about ``prefetch_seconds`` at most, and jobs that
+        take longer than that on average are never claimed ahead of a free thread."""
+        if not self.prefetch_seconds or self._took > self.prefetch_seconds:
+            return self.concurrency  # no prefetch, or jobs too long to claim ahead of a thread
         horizon, finishes = self._now() - self.prefetch_seconds, self._finishes
         while finishes and finishes[0][0] < horizon:
             self._recent -= finishes.popleft()[1]
@@ -225,6 +228,7 @@ class WorkerProcess:
         """Run one job. A success or discard is handed to the fetch loop, which
         acknowledges it with its next fetch; other outcomes are reported here."""
         done: Claim | None = None
+        started = time.monotonic()
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
@@ -239,7 +243,7 @@ class WorkerProcess:
         finally:
             if done is None:
                 self._untrack([claim])
-            self._finished.put(done)
+            self._finished.put((done, time.monotonic() - started))
 
     def _report(self, claim: Claim, call, what: str) -> None:
         """Report an outcome, retrying through a broker/database outage while the lease
