@@ -36,6 +36,8 @@ class TestAdapter(MemoryAdapter):
             super().enqueue(envelope)
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+        for env in envelopes:  # all or nothing, like the other adapters: refuse a bad batch before storing any
+            self.encode(env)
         for env in envelopes:
             self.enqueue(env)
 

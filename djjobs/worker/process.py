@@ -2,7 +2,7 @@
 
 Started by the supervisor (``runjobs``), which renews this process' leases:
 a job that holds the GIL here cannot stall the renewal. This process tells
-the supervisor which claims it holds through a pipe (one JSON line each).
+the supervisor which claims it holds through a pipe (one JSON line per change).
 
 Promises: a job is claimed for a free thread, or, while this process drains a
 busy queue, at most ``PREFETCH_SECONDS`` of work ahead (see ``_capacity``), so a
@@ -228,12 +228,13 @@ class WorkerProcess:
         """Run one job. A success or discard is handed to the fetch loop, which
         acknowledges it with its next fetch; other outcomes are reported here."""
         done: Claim | None = None
-        started = time.monotonic()
+        took = 0.0
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
             else:
                 outcome = self._execute(claim)
+                took = outcome.duration
                 if outcome.kind in (SUCCEEDED, DISCARDED):
                     done = claim
                 else:
@@ -242,8 +243,8 @@ class WorkerProcess:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
             if done is None:
-                self._untrack([claim])
-            self._finished.put((done, time.monotonic() - started))
+                self._sync([], [claim])
+            self._finished.put((done, took))
 
     def _report(self, claim: Claim, call, what: str) -> None:
         """Report an outcome, retrying through a broker/database outage while the lease
@@ -286,23 +287,17 @@ class WorkerProcess:
         return outcome
 
     # --- claims shared with the supervisor ------------------------------------
-    def _sync(self, claims: list[Claim], acked: list[Claim]) -> None:
-        """Tell the supervisor, in one message, the claims to renew from now on and
-        the acknowledged ones to stop renewing."""
+    def _sync(self, claims: list[Claim], done: list[Claim]) -> None:
+        """Tell the supervisor, in one message, the claims to renew from now on and the
+        ones to stop renewing (acknowledged, reported or handed back)."""
         with self._claims_lock:
-            for claim in acked:
+            for claim in done:
                 self.claims.pop(claim.key, None)
-        self._send({"event": "claimed", "done": [c.key for c in acked], "claims": [
+        self._send({"event": "sync", "done": [c.key for c in done], "claims": [
             {"key": c.key, "token": _jsonable(c.token), "job": c.envelope.job if c.envelope else None,
              "queue": c.envelope.queue if c.envelope else None,
              "job_id": c.envelope.job_id if c.envelope else None, "lease_until": c.lease_until}
             for c in claims]})
-
-    def _untrack(self, claims: list[Claim]) -> None:
-        with self._claims_lock:
-            for claim in claims:
-                self.claims.pop(claim.key, None)
-        self._send({"event": "done", "keys": [c.key for c in claims]})
 
     def _send(self, message: dict) -> None:
         if self.pipe is None:
@@ -370,7 +365,7 @@ class WorkerProcess:
             self.adapter.release(claims)
         except Exception:
             logger.exception("Handing back %d job(s) failed; their leases will recover them", len(claims))
-        self._untrack(claims)
+        self._sync([], claims)
 
     def _flush_acks(self) -> None:
         acks, self._acks = self._acks, []
@@ -380,7 +375,7 @@ class WorkerProcess:
             self._report(acks[0], lambda: self.adapter.complete(acks), f"{len(acks)} finished job(s)")
         except Exception:
             logger.exception("Acknowledging %d job(s) failed; their leases will recover them", len(acks))
-        self._untrack(acks)
+        self._sync([], acks)
 
 
 def _jsonable(token):

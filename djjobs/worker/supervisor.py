@@ -37,7 +37,7 @@ class Child:
     worker_id: str = ""
     buffer: bytes = b""
     claims: dict[str, tuple[Claim, dict]] = field(default_factory=dict)
-    done_early: set[str] = field(default_factory=set)  # "done" that overtook its "claimed"
+    done_early: set[str] = field(default_factory=set)  # a job thread's "done" that overtook its claim
     stopped: bool = False
 
 
@@ -108,8 +108,8 @@ class Supervisor:
 
     def _handle(self, child: Child, message: dict) -> None:
         event = message["event"]
-        if event == "claimed":
-            self._done(child, message.get("done", ()))
+        if event == "sync":
+            self._done(child, message["done"])
             for item in message["claims"]:
                 if item["key"] in child.done_early:
                     child.done_early.discard(item["key"])
@@ -118,8 +118,6 @@ class Supervisor:
                 child.claims[item["key"]] = (Claim(None, b"", item["token"], child.worker_id, item["lease_until"]),
                                              {"job_id": item["job_id"], "job": item["job"], "queue": item["queue"],
                                               "started_at": time.time()})
-        elif event == "done":
-            self._done(child, message["keys"])
         elif event == "started":
             child.worker_id = message["worker_id"]
             self.beat_now = True  # register it at once, for the admin and jobs_status

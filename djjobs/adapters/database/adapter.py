@@ -40,6 +40,14 @@ PRUNE_BATCH = 1000
 
 
 
+def _fenced(claims: Sequence[Claim]) -> tuple[str, list]:
+    """WHERE clause and parameters for the running jobs of ``claims`` whose lease token
+    still matches (a claim whose lease expired and was re-claimed matches nothing)."""
+    values = ", ".join(["(%s, %s)"] * len(claims))
+    return (f"state = 'running' AND (job_id, lease_token) IN (VALUES {values})",
+            [v for c in claims for v in split_token(c)])
+
+
 def _error_text(env: Envelope | None) -> str:
     error = (env.error if env else None) or {}
     return f"{error.get('class', '')}: {error.get('message', '')}" if error else ""
@@ -162,22 +170,23 @@ class DatabaseAdapter(Adapter):
         return claims
 
     def _ack_sql(self, claims: Sequence[Claim], now: float) -> tuple[str, list]:
-        """``complete()`` as the WITH part of one PostgreSQL statement: finish (or delete)
-        the jobs whose lease token still matches and count them, atomically."""
-        pairs = [v for c in claims for v in split_token(c)]
-        values = ", ".join(["(%s, %s)"] * len(claims))
-        if self.setting("FINISHED_RETENTION_SECONDS") > 0:
-            change = ("UPDATE djjobs_job SET state = 'finished', updated_at = %s, lease_token = NULL, "
-                      "lease_owner = NULL, lease_until = NULL")
-            params: list = [now]
-        else:
-            change, params = "DELETE FROM djjobs_job", []
-        sql = (f"acked AS ({change} WHERE state = 'running' AND (job_id, lease_token) IN (VALUES {values}) "
-               "RETURNING 1), "
+        """:meth:`complete` as the WITH part of one PostgreSQL statement: finish (or delete)
+        the jobs whose lease token still matches and add them to the day's counter."""
+        finish, params = self._finish_sql(claims, now)
+        sql = (f"acked AS ({finish} RETURNING 1), "
                "counted AS (INSERT INTO djjobs_dailystat (day, processed, failed) "
                "SELECT %s, count(*), 0 FROM acked HAVING count(*) > 0 ON CONFLICT (day) DO UPDATE "
                "SET processed = djjobs_dailystat.processed + excluded.processed RETURNING 1)")
-        return sql, [*params, *pairs, dt.date.fromtimestamp(now).isoformat()]
+        return sql, [*params, dt.date.fromtimestamp(now).isoformat()]
+
+    def _finish_sql(self, claims: Sequence[Claim], now: float) -> tuple[str, list]:
+        """The statement that ends succeeded jobs: kept as ``finished`` for the retention
+        period, or deleted when there is none."""
+        fenced, pairs = _fenced(claims)
+        if self.setting("FINISHED_RETENTION_SECONDS") > 0:
+            return ("UPDATE djjobs_job SET state = 'finished', updated_at = %s, lease_token = NULL, "
+                    f"lease_owner = NULL, lease_until = NULL WHERE {fenced}", [now, *pairs])
+        return f"DELETE FROM djjobs_job WHERE {fenced}", pairs
 
     def _move(self, claim: Claim, state: str, envelope: Envelope | None, run_at: float | None,
               position: int | None = None, failed: bool | None = None) -> bool:
@@ -211,17 +220,14 @@ class DatabaseAdapter(Adapter):
         if not claims:
             return
         now = self.clock()
-        keep = self.setting("FINISHED_RETENTION_SECONDS") > 0
-        pairs = [split_token(c) for c in claims]
-        where = " OR ".join(["(job_id = %s AND lease_token = %s)"] * len(pairs))
-        params = [v for pair in pairs for v in pair]
+        if self.dialect.folds_statements:  # one statement: no BEGIN/COMMIT round trips
+            sql, params = self._ack_sql(claims, now)
+            with self.cursor() as cursor:
+                cursor.execute(f"WITH {sql} SELECT 1", params)
+            return
+        sql, params = self._finish_sql(claims, now)
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            if keep:
-                cursor.execute("UPDATE djjobs_job SET state = 'finished', updated_at = %s, lease_token = NULL, "
-                               f"lease_owner = NULL, lease_until = NULL WHERE state = 'running' AND ({where})",
-                               [now, *params])
-            else:
-                cursor.execute(f"DELETE FROM djjobs_job WHERE state = 'running' AND ({where})", params)
+            cursor.execute(sql, params)
             if cursor.rowcount:
                 self._count(cursor, False, cursor.rowcount, now)
 
@@ -248,11 +254,9 @@ class DatabaseAdapter(Adapter):
                 host=worker.host, pid=worker.pid, queues=list(worker.queues), concurrency=worker.concurrency,
                 started_at=worker.started_at, heartbeat_at=now, busy=list(worker.busy)))
             if claims:
-                pairs = [split_token(c) for c in claims]
-                where = " OR ".join(["(job_id = %s AND lease_token = %s)"] * len(pairs))
+                fenced, pairs = _fenced(claims)
                 with self.cursor() as cursor:
-                    cursor.execute(f"UPDATE djjobs_job SET lease_until = %s WHERE state = 'running' AND ({where})",
-                                   [lease_until, *[v for pair in pairs for v in pair]])
+                    cursor.execute(f"UPDATE djjobs_job SET lease_until = %s WHERE {fenced}", [lease_until, *pairs])
         for claim in claims:
             claim.lease_until = lease_until
 
