@@ -118,6 +118,8 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
 
 
 def _send(signal, job: Job | None, **kwargs: Any) -> None:
+    if not signal.receivers:  # the common case, checked before any work: this runs twice per job
+        return
     try:
         signal.send_robust(sender=type(job) if job is not None else None, job=job, **kwargs)
     except Exception:  # pragma: no cover - send_robust already catches receivers

@@ -323,3 +323,15 @@ def test_abstract_jobs_are_not_registered_and_names_must_be_unique():
     assert Base.job_name not in djjobs.registry.registered()
     with pytest.raises(UnknownJobError, match="Two Job classes want the name"):
         type("Other", (Job,), {"job_name": EchoJob.job_name, "__module__": "elsewhere", "perform": lambda self: None})
+
+
+def test_envelopes_decode_in_any_key_order_and_ignore_unknown_fields():
+    env = Envelope(job=EchoJob.job_name, args=[1, "\x00"], kwargs={"k": "\U0001F600"}, queue="low", priority=3,
+                   executions=2, deaths=1, meta={"m": 1})
+    import orjson
+    fields = orjson.loads(env.encode())
+    assert Envelope.decode(env.encode()) == env
+    assert Envelope.decode(orjson.dumps(dict(reversed(fields.items())))) == env
+    assert Envelope.decode(orjson.dumps({**fields, "added_by_a_newer_djjobs": True})) == env
+    partial = Envelope.decode(orjson.dumps({"job": EchoJob.job_name, "job_id": "abc"}))
+    assert (partial.job_id, partial.queue, partial.args, partial.executions) == ("abc", "default", [], 0)

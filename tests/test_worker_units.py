@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from djjobs import Job
 from djjobs.worker.queues import QueueOrder, parse
 
 
@@ -80,3 +81,34 @@ def test_shutdown_hands_back_prefetched_jobs_at_once(memory_adapter):
     assert worker._shutdown() == 0
     assert memory_adapter.counts().enqueued == 3 and memory_adapter.counts().busy == 0
     assert [c.envelope.job_id for c in memory_adapter.fetch(["default"], 3, 0, "w")] == [j.job_id for j in jobs]
+
+
+class QueryJob(Job):
+    """Opens a database connection in the job thread (tests only)."""
+    def perform(self):
+        from django.db import connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_thread_that_used_the_database_closes_its_connection_after_each_job(memory_adapter, settings):
+    """CONN_MAX_AGE = 0: as after a request, the connection a job opened is closed when it
+    ends (the check is skipped only in threads that never connected)."""
+    import threading
+    from django.db import connections
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    worker = _worker(memory_adapter)
+    memory_adapter.enqueue(QueryJob().to_envelope())
+    claim = memory_adapter.fetch(["default"], 1, 0, worker.worker_id)[0]
+    seen = {}
+
+    def run():
+        outcome = worker._execute(claim)
+        seen["kind"] = outcome.kind
+        seen["open"] = connections["default"].connection is not None
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert seen == {"kind": "succeeded", "open": False}

@@ -34,8 +34,9 @@ class Watchdog:
                 self._running[threading.get_ident()] = (time.monotonic() + timeout, description, False)
 
     def stop(self) -> None:
-        with self._lock:
-            self._running.pop(threading.get_ident(), None)
+        if self._running:  # no lock when no job has a timeout (the common case)
+            with self._lock:
+                self._running.pop(threading.get_ident(), None)
 
     def check(self) -> None:
         now = time.monotonic()
