@@ -50,6 +50,8 @@ def serialize(args: tuple | list, kwargs: dict) -> tuple[list, dict]:
 
 def deserialize(args: list, kwargs: dict) -> tuple[list, dict]:
     """Decode what :func:`serialize` produced, loading referenced models."""
+    if not args and not kwargs:
+        return [], {}
     return [_decode(v) for v in args], {k: _decode(v) for k, v in kwargs.items()}
 
 

@@ -41,8 +41,7 @@ def error_info(exc: BaseException, *, at: float | None = None) -> dict:
 def execute(envelope: Envelope, *, now: float | None = None) -> Outcome:
     """Run the job once. Exceptions from the job become outcomes; only
     KeyboardInterrupt/SystemExit (and other BaseExceptions) propagate."""
-    env = envelope.copy(executions=envelope.executions + 1,
-                        exception_executions=dict(envelope.exception_executions), run_at=None)
+    env = envelope.started()
     started = time.perf_counter()
     try:
         job = registry.resolve(env.job).from_envelope(env)
@@ -95,15 +94,15 @@ def _failure(job: Job, env: Envelope, exc: Exception, now: float) -> Outcome:
 def _finish(outcome: Outcome, started: float) -> Outcome:
     outcome.duration = time.perf_counter() - started
     job, env, exc = outcome.job, outcome.envelope, outcome.error
-    if job is not None:
+    if job is not None and type(job).after_outcome is not Job.after_outcome:
         _call_hook(job, job.after_outcome, outcome)
-    extra = f" args={env.args!r} kwargs={env.kwargs!r}" if conf.get("LOG_ARGUMENTS") else ""
-    line = "%s %s id=%s queue=%s attempt=%d in %.1f ms%s"
-    params = (outcome.kind, env.job, env.job_id, env.queue, env.executions, outcome.duration * 1000, extra)
-    if outcome.kind == SUCCEEDED:
-        logger.info(line, *params)
+    if outcome.kind == SUCCEEDED:  # the hot path: build the log line only when it is logged
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(_LINE, *_log_params(outcome))
         _send(signals.job_succeeded, job, duration=outcome.duration)
-    elif outcome.kind == RESCHEDULED:
+        return outcome
+    line, params = _LINE, _log_params(outcome)
+    if outcome.kind == RESCHEDULED:
         logger.info(line + " (retry_job, runs again at %.3f)", *params, outcome.run_at)
     elif outcome.kind == RETRY:
         logger.warning(line + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, exc, outcome.run_at)
@@ -115,6 +114,15 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
         logger.error(line + " (%s: %s; moved to the dead set)", *params, type(exc).__name__, exc)
         _send(signals.job_failed, job, envelope=env, exception=exc)
     return outcome
+
+
+_LINE = "%s %s id=%s queue=%s attempt=%d in %.1f ms%s"
+
+
+def _log_params(outcome: Outcome) -> tuple:
+    env = outcome.envelope
+    extra = f" args={env.args!r} kwargs={env.kwargs!r}" if conf.get("LOG_ARGUMENTS") else ""
+    return outcome.kind, env.job, env.job_id, env.queue, env.executions, outcome.duration * 1000, extra
 
 
 def _send(signal, job: Job | None, **kwargs: Any) -> None:
