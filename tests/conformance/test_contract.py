@@ -106,6 +106,19 @@ def test_fetch_acknowledges_finished_claims_before_claiming(adapter):
     assert adapter.counts().processed == 1
 
 
+def test_batches_larger_than_a_thousand_are_claimed_in_order_and_acknowledged_whole(adapter):
+    """Adapters split big batches internally (Lua's unpack limit, SQL parameter limits):
+    the split must not show."""
+    jobs = [env() for _ in range(9000)]  # beyond Lua's 8,000 unpacked values
+    adapter.enqueue_many(jobs)
+    claims = adapter.fetch(["default"], 8900, 0, W)
+    assert [c.envelope.job_id for c in claims] == [j.job_id for j in jobs[:8900]]
+    rest = adapter.fetch(["default"], 8900, 0, W, complete=claims + claims[:5])  # repeated acks count once
+    assert [c.envelope.job_id for c in rest] == [j.job_id for j in jobs[8900:]]
+    counts = adapter.counts()
+    assert (counts.processed, counts.busy, counts.enqueued) == (8900, 100, 0)
+
+
 def test_retry_stores_the_new_envelope_in_the_retry_set(adapter):
     job = env()
     adapter.enqueue(job)

@@ -1,5 +1,7 @@
 -- Acknowledge finished jobs, then claim up to `limit` ready jobs: one round trip
--- per worker batch.
+-- per worker batch, and a handful of variadic commands per call rather than a few
+-- per job (Redis serves no other client while a script runs; short scripts keep the
+-- job bodies' own commands waiting less).
 -- Acknowledge: forget each finished job whose lease token still matches (a job
 -- whose lease expired and now runs elsewhere is left alone); count them processed.
 -- Claim: queues in the order given, highest priority first, FIFO within a priority;
@@ -8,23 +10,41 @@
 -- ARGV: prefix, lease_until, token, limit, day, n, then n pairs (job_id, token), then queue...
 local p, lease_until, token, limit, day = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local acks_end = 6 + 2 * tonumber(ARGV[6])
-local done = 0
-for i = 7, acks_end, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', p .. ':leases', id) == ARGV[i + 1] then
-    redis.call('HDEL', p .. ':leases', id)
-    redis.call('ZREM', p .. ':running', id)
-    redis.call('HDEL', p .. ':payloads', id)
-    redis.call('HDEL', p .. ':meta', id)
-    done = done + 1
+
+-- Variadic commands in slices, within Lua's limit on unpacked values.
+local function call_in_slices(command, key, args, width)
+  local step = 1000 * width
+  for i = 1, #args, step do
+    redis.call(command, key, unpack(args, i, math.min(i + step - 1, #args)))
   end
 end
-if done > 0 then
-  redis.call('INCRBY', p .. ':stat:processed', done)
-  redis.call('INCRBY', p .. ':stat:processed:' .. day, done)
-  redis.call('EXPIRE', p .. ':stat:processed:' .. day, 34560000)
+
+if acks_end > 6 then
+  local ids, seen = {}, {}
+  for i = 7, acks_end, 2 do ids[#ids + 1] = ARGV[i] end
+  local done = {}
+  for i = 1, #ids, 1000 do
+    local tokens = redis.call('HMGET', p .. ':leases', unpack(ids, i, math.min(i + 999, #ids)))
+    for k = 1, #tokens do
+      local id = ids[i + k - 1]
+      if tokens[k] == ARGV[6 + 2 * (i + k - 1)] and not seen[id] then
+        seen[id] = true
+        done[#done + 1] = id
+      end
+    end
+  end
+  if #done > 0 then
+    call_in_slices('HDEL', p .. ':leases', done, 1)
+    call_in_slices('ZREM', p .. ':running', done, 1)
+    call_in_slices('HDEL', p .. ':payloads', done, 1)
+    call_in_slices('HDEL', p .. ':meta', done, 1)
+    redis.call('INCRBY', p .. ':stat:processed', #done)
+    redis.call('INCRBY', p .. ':stat:processed:' .. day, #done)
+    redis.call('EXPIRE', p .. ':stat:processed:' .. day, 34560000)
+  end
 end
-local out, got = {}, 0
+
+local out, got, leases, running = {}, 0, {}, {}
 for qi = acks_end + 1, #ARGV do
   if got >= limit then break end
   local queue = ARGV[qi]
@@ -32,16 +52,18 @@ for qi = acks_end + 1, #ARGV do
     for _, prio in ipairs(redis.call('ZRANGE', p .. ':prios:' .. queue, 0, -1)) do
       local key = p .. ':q:' .. queue .. ':' .. prio
       while got < limit do
-        local ids = redis.call('LPOP', key, limit - got)
+        local ids = redis.call('LPOP', key, math.min(limit - got, 1000))
         if not ids then break end
-        for _, id in ipairs(ids) do
-          local payload = redis.call('HGET', p .. ':payloads', id)
-          if payload then
-            redis.call('ZADD', p .. ':running', lease_until, id)
-            redis.call('HSET', p .. ':leases', id, token)
+        local payloads = redis.call('HMGET', p .. ':payloads', unpack(ids))
+        for k, id in ipairs(ids) do
+          if payloads[k] then  -- an id without a payload was deleted meanwhile: skip it
             got = got + 1
             out[#out + 1] = id
-            out[#out + 1] = payload
+            out[#out + 1] = payloads[k]
+            running[#running + 1] = lease_until
+            running[#running + 1] = id
+            leases[#leases + 1] = id
+            leases[#leases + 1] = token
           end
         end
       end
@@ -49,5 +71,9 @@ for qi = acks_end + 1, #ARGV do
       if got >= limit then break end
     end
   end
+end
+if got > 0 then
+  call_in_slices('ZADD', p .. ':running', running, 2)
+  call_in_slices('HSET', p .. ':leases', leases, 2)
 end
 return out
