@@ -94,10 +94,10 @@ class Envelope:
 
     def started(self) -> "Envelope":
         """The copy a run works on: one more execution, its own exception counts, no run_at
-        (``copy`` with those changes, built directly: this runs for every job)."""
-        return Envelope(self.job, self.args, self.kwargs, self.queue, self.priority, self.job_id, self.enqueued_at,
-                        None, self.executions + 1, dict(self.exception_executions), self.deaths, self.error,
-                        self.scheduled_at, self.meta, self.version)
+        (``copy`` with those changes, minus its checks: this runs for every job)."""
+        new = self.copy()
+        new.run_at, new.executions, new.exception_executions = None, self.executions + 1, dict(self.exception_executions)
+        return new
 
     def describe(self) -> str:
         return f"{self.job} id={self.job_id} queue={self.queue}"
