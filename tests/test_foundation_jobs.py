@@ -4,6 +4,7 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 import djjobs
@@ -328,7 +329,6 @@ def test_abstract_jobs_are_not_registered_and_names_must_be_unique():
 def test_envelopes_decode_in_any_key_order_and_ignore_unknown_fields():
     env = Envelope(job=EchoJob.job_name, args=[1, "\x00"], kwargs={"k": "\U0001F600"}, queue="low", priority=3,
                    executions=2, deaths=1, meta={"m": 1})
-    import orjson
     fields = orjson.loads(env.encode())
     assert Envelope.decode(env.encode()) == env
     assert Envelope.decode(orjson.dumps(dict(reversed(fields.items())))) == env

@@ -92,12 +92,12 @@ class QueryJob(Job):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_thread_that_used_the_database_closes_its_connection_after_each_job(memory_adapter, settings):
-    """CONN_MAX_AGE = 0: as after a request, the connection a job opened is closed when it
-    ends (the check is skipped only in threads that never connected)."""
+def test_a_job_thread_that_used_the_database_closes_its_connection_after_each_job(memory_adapter):
+    """CONN_MAX_AGE = 0 (the test settings): as after a request, the connection a job opened
+    is closed when it ends (the check is skipped only in threads that never connected)."""
     import threading
     from django.db import connections
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0
     worker = _worker(memory_adapter)
     memory_adapter.enqueue(QueryJob().to_envelope())
     claim = memory_adapter.fetch(["default"], 1, 0, worker.worker_id)[0]
