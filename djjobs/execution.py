@@ -101,17 +101,17 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
             logger.info(_LINE, *_log_params(outcome))
         _send(signals.job_succeeded, job, duration=outcome.duration)
         return outcome
-    line, params = _LINE, _log_params(outcome)
+    params = _log_params(outcome)
     if outcome.kind == RESCHEDULED:
-        logger.info(line + " (retry_job, runs again at %.3f)", *params, outcome.run_at)
+        logger.info(_LINE + " (retry_job, runs again at %.3f)", *params, outcome.run_at)
     elif outcome.kind == RETRY:
-        logger.warning(line + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, exc, outcome.run_at)
+        logger.warning(_LINE + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, exc, outcome.run_at)
         _send(signals.job_retried, job, exception=exc, run_at=outcome.run_at)
     elif outcome.kind == DISCARDED:
-        logger.warning(line + " (%s: %s)", *params, type(exc).__name__, exc)
+        logger.warning(_LINE + " (%s: %s)", *params, type(exc).__name__, exc)
         _send(signals.job_discarded, job, exception=exc)
     else:
-        logger.error(line + " (%s: %s; moved to the dead set)", *params, type(exc).__name__, exc)
+        logger.error(_LINE + " (%s: %s; moved to the dead set)", *params, type(exc).__name__, exc)
         _send(signals.job_failed, job, envelope=env, exception=exc)
     return outcome
 

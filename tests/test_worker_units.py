@@ -1,6 +1,7 @@
-"""Worker pieces that need no process: queue order, argument parsing."""
+"""Worker pieces that need no process: queue order, argument parsing, prefetch, hand-back, connections."""
 import collections
 import random
+import threading
 
 import pytest
 
@@ -95,7 +96,6 @@ class QueryJob(Job):
 def test_a_job_thread_that_used_the_database_closes_its_connection_after_each_job(memory_adapter):
     """CONN_MAX_AGE = 0 (the test settings): as after a request, the connection a job opened
     is closed when it ends (the check is skipped only in threads that never connected)."""
-    import threading
     from django.db import connections
     assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0
     worker = _worker(memory_adapter)

@@ -52,7 +52,7 @@ for qi = acks_end + 1, #ARGV do
     for _, prio in ipairs(redis.call('ZRANGE', p .. ':prios:' .. queue, 0, -1)) do
       local key = p .. ':q:' .. queue .. ':' .. prio
       while got < limit do
-        local ids = redis.call('LPOP', key, math.min(limit - got, 1000))
+        local ids = redis.call('LPOP', key, math.min(limit - got, 1000))  -- at most 1,000: unpacked below
         if not ids then break end
         local payloads = redis.call('HMGET', p .. ':payloads', unpack(ids))
         for k, id in ipairs(ids) do
