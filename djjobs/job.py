@@ -158,11 +158,12 @@ class Job:
         """Serialize (raises SerializationError naming a bad argument, in the caller)."""
         args, kwargs = arguments.serialize(self.arguments, self.kwargs)
         conf.check_queue_name(self.queue_name)
-        env = Envelope(job=type(self).job_name, args=args, kwargs=kwargs, queue=self.queue_name,
-                       priority=self.priority, job_id=self.job_id, run_at=self.run_at,
-                       executions=self.executions, exception_executions=dict(self.exception_executions),
-                       scheduled_at=self.scheduled_at.timestamp() if self.scheduled_at else None,
-                       meta=_zone_meta(self.scheduled_at))
+        scheduled_at = self.scheduled_at
+        # Positional, in field order: half the cost of keywords, and this runs for every enqueue.
+        env = Envelope(type(self).job_name, args, kwargs, self.queue_name, self.priority, self.job_id, time.time(),
+                       self.run_at, self.executions, dict(self.exception_executions), 0, None,
+                       scheduled_at.timestamp() if scheduled_at else None,
+                       _zone_meta(scheduled_at) if scheduled_at else {})
         self.envelope, self.enqueued_ts = env, env.enqueued_at
         return env
 

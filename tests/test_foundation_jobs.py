@@ -335,3 +335,21 @@ def test_envelopes_decode_in_any_key_order_and_ignore_unknown_fields():
     assert Envelope.decode(orjson.dumps({**fields, "added_by_a_newer_djjobs": True})) == env
     partial = Envelope.decode(orjson.dumps({"job": EchoJob.job_name, "job_id": "abc"}))
     assert (partial.job_id, partial.queue, partial.args, partial.executions) == ("abc", "default", [], 0)
+
+
+def test_to_envelope_puts_every_field_where_it_belongs():
+    from zoneinfo import ZoneInfo
+    job = EchoJob.set(wait=60, queue="mail", priority=7).new("a", n=1)
+    job.executions, job.exception_executions = 2, {"FatalError": 1}
+    job.scheduled_at = datetime(2026, 1, 2, 3, 4, tzinfo=ZoneInfo("Europe/Paris"))
+    before = time.time()
+    env = job.to_envelope()
+    assert (env.job, env.args, env.kwargs, env.queue, env.priority, env.job_id) == \
+        (EchoJob.job_name, ["a"], {"n": 1}, "mail", 7, job.job_id)
+    assert before <= env.enqueued_at <= time.time() and env.run_at == job.run_at and env.run_at >= before + 59
+    assert (env.executions, env.exception_executions, env.deaths, env.error) == (2, {"FatalError": 1}, 0, None)
+    assert env.exception_executions is not job.exception_executions
+    assert env.scheduled_at == job.scheduled_at.timestamp() and env.meta == {"scheduled_tz": "Europe/Paris"}
+    assert env.version == djjobs.envelope.VERSION
+    plain = EchoJob("b").to_envelope()
+    assert (plain.run_at, plain.scheduled_at, plain.meta, plain.queue) == (None, None, {}, EchoJob.queue_name)
