@@ -1,6 +1,7 @@
 """Redis adapter specifics: clear errors when Redis is down, one round trip for bulk,
 django-redis connection reuse, prefix isolation, concurrent promotion."""
 import threading
+import time
 import uuid
 
 import pytest
@@ -8,6 +9,7 @@ import redis
 from django.test import override_settings
 
 from djjobs.adapters.redis import RedisAdapter
+from djjobs.arguments import serialize
 from djjobs.envelope import Envelope
 from djjobs.errors import ConfigurationError, EnqueueError
 from tests.pg_server import free_port
@@ -96,3 +98,96 @@ def test_concurrent_promotion_moves_each_job_once(redis_url, clock):
         t.join(30)
     assert sum(moved) == 3000
     assert adapters[0].counts().enqueued == 3000 and adapters[0].counts().scheduled == 0
+
+
+# --- hand-off to an idle fetcher ---------------------------------------------------
+
+def _wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+def _registered(adapter, worker_id):
+    return adapter.client.exists(f"{adapter.keys.prefix}:idler:{worker_id}") == 1
+
+
+def test_an_enqueue_hands_its_job_to_an_idle_fetcher_without_a_claim(redis_adapter, monkeypatch):
+    claims_made = []
+    original = redis_adapter._claim
+    monkeypatch.setattr(redis_adapter, "_claim", lambda *a, **k: (claims_made.append(1), original(*a, **k))[1])
+    got = []
+    fetcher = threading.Thread(target=lambda: got.extend(redis_adapter.fetch(["handq"], 5, 10, "w-hand")))
+    fetcher.start()
+    _wait_until(lambda: _registered(redis_adapter, "w-hand"))
+    claims_before = len(claims_made)
+    job = env(queue="handq", args=serialize(("\x00 \U0001f600", 2**80), {})[0])
+    producer = RedisAdapter({"REDIS_URL": redis_adapter.url, "REDIS_PREFIX": redis_adapter.keys.prefix})
+    producer.enqueue(job)
+    producer.close()
+    fetcher.join(10)
+    assert [c.envelope.job_id for c in got] == [job.job_id]
+    assert got[0].raw == job.encode()  # byte-exact through the hand-off message
+    assert len(claims_made) == claims_before  # the job came in the message, not by a claim
+    counts = redis_adapter.counts()
+    assert (counts.enqueued, counts.busy) == (0, 1)
+    redis_adapter.complete(got)  # the hand-off lease token fences the ack like any claim's
+    counts = redis_adapter.counts()
+    assert (counts.busy, counts.processed) == (0, 1)
+
+
+def test_a_job_handed_but_not_received_comes_back_when_the_fetcher_stops_waiting(redis_adapter):
+    assert redis_adapter.fetch(["handq"], 5, 0.2, "w-gone") == []  # returns still registered, still subscribed
+    assert _registered(redis_adapter, "w-gone")
+    job = env(queue="handq")
+    redis_adapter.enqueue(job)  # handed: leased to the registration, published, not read
+    assert redis_adapter.counts().busy == 1
+    unreceived = redis_adapter.stop_waiting("w-gone")
+    assert [c.envelope.job_id for c in unreceived] == [job.job_id]
+    assert not _registered(redis_adapter, "w-gone")
+    redis_adapter.release(unreceived)
+    assert redis_adapter.counts().enqueued == 1
+    # The stale message still in the subscription is ignored: the job is claimed once, by a claim.
+    again = redis_adapter.fetch(["handq"], 5, 0.5, "w-gone")
+    assert [c.envelope.job_id for c in again] == [job.job_id]
+    assert redis_adapter.fetch(["handq"], 5, 0.3, "w-gone") == []
+
+
+def test_the_next_fetch_collects_a_job_handed_between_fetches(redis_adapter):
+    assert redis_adapter.fetch(["handq"], 5, 0.2, "w-between") == []
+    job = env(queue="handq")
+    redis_adapter.enqueue(job)
+    got = redis_adapter.fetch(["handq"], 5, 0.2, "w-between")
+    assert [c.envelope.job_id for c in got] == [job.job_id]
+    redis_adapter.complete(got)
+    assert redis_adapter.counts().processed == 1 and redis_adapter.counts().busy == 0
+
+
+def test_no_hand_off_to_a_registration_nobody_listens_to_or_into_a_paused_queue(redis_adapter):
+    # A fetcher that died while registered: its entry is there, nobody is subscribed.
+    assert redis_adapter.run("idle", "on", "w-dead", "tok", repr(time.time() + 60), 1, "handq") == 0
+    redis_adapter.enqueue(env(queue="handq"))
+    counts = redis_adapter.counts()
+    assert (counts.enqueued, counts.busy) == (1, 0)
+    # A live idle fetcher on a paused queue gets nothing handed.
+    redis_adapter.pause("pausedq")
+    assert redis_adapter.fetch(["pausedq"], 5, 0.2, "w-live") == []
+    assert _registered(redis_adapter, "w-live")
+    redis_adapter.enqueue(env(queue="pausedq"))
+    counts = redis_adapter.counts()
+    assert (counts.enqueued, counts.busy) == (2, 0)
+    assert redis_adapter.stop_waiting("w-live") == []
+
+
+def test_a_queue_with_ready_jobs_is_not_overtaken_by_a_hand_off(redis_adapter):
+    first, second = env(queue="handq"), env(queue="handq")
+    redis_adapter.enqueue(first)
+    # Registration refuses while jobs are ready (the fetcher claims instead) ...
+    assert redis_adapter.run("idle", "on", "w-late", "tok", repr(time.time() + 60), 1, "handq") == 1
+    assert not _registered(redis_adapter, "w-late")
+    # ... and an enqueue behind ready jobs queues up even if some registration exists.
+    redis_adapter.run("idle", "on", "w-other", "tok", repr(time.time() + 60), 1, "otherq")
+    redis_adapter.enqueue(second)
+    got = redis_adapter.fetch(["handq"], 5, 0.2, "w-late")
+    assert [c.envelope.job_id for c in got] == [first.job_id, second.job_id]

@@ -189,6 +189,13 @@ class Adapter(ABC):
         they may or may not be acknowledged; acknowledging them again is harmless."""
         raise UnsupportedFeature(f"The {self.name} adapter runs jobs itself; runjobs cannot fetch from it.")
 
+    def stop_waiting(self, worker_id: str) -> list[Claim]:
+        """The worker stops fetching (shutdown): end anything ``fetch`` left in place for
+        ``worker_id`` between calls, and return jobs claimed for it that it has not
+        received yet (the Redis adapter's hand-off), so they can be released at once
+        rather than wait for their lease. Adapters without such state return []."""
+        return []
+
     def complete(self, claims: Sequence[Claim]) -> None:
         """Succeeded or discarded: forget the jobs, count them processed."""
         raise NotImplementedError

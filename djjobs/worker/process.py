@@ -111,11 +111,14 @@ class WorkerProcess:
         """Acknowledge the jobs that finished and claim as many as there are free
         threads, in one adapter call (one round trip on Redis). A finished job stays
         tracked, its lease renewed, until that call has acknowledged it."""
-        backoff = 0.0
+        backoff, was_quiet = 0.0, False
         while not self.stopping.is_set():
             quiet = self.quiet.is_set()
             free = 0 if quiet else self._acquire_free()
             if quiet:
+                if not was_quiet:
+                    self._stop_waiting()
+                    was_quiet = True
                 if self._busy:
                     self._collect_finished(timeout=0.1)
                 else:
@@ -348,6 +351,7 @@ class WorkerProcess:
         if unstarted:
             self._busy -= len(unstarted)
             self._release(unstarted)
+        self._stop_waiting()
         while True:
             self._collect_finished(timeout=0.05)
             if self._acks and (not self._busy or len(self._acks) >= 100):
@@ -362,6 +366,17 @@ class WorkerProcess:
             self._release(left)
         self._send({"event": "stopped"})
         return len(left)
+
+    def _stop_waiting(self) -> None:
+        """No more fetches (quiet or stopping): jobs handed to the last idle fetch but not
+        received yet were never tracked; they go back to their queues at once."""
+        try:
+            unreceived = self.adapter.stop_waiting(self.worker_id)
+            if unreceived:
+                self.adapter.release(unreceived)
+        except Exception:
+            logger.exception("Ending the idle wait failed; jobs handed to this worker meanwhile will be "
+                             "recovered by their leases")
 
     def _release(self, claims: list[Claim]) -> None:
         try:

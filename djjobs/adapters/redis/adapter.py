@@ -50,8 +50,12 @@ class RedisAdapter(Adapter):
         self.scripts = {path.stem: self.client.register_script(path.read_text())
                         for path in SCRIPTS.glob("*.lua")}
         self._pubsub = None
+        self._hand_channel: bytes | None = None
         self._wait_lock = threading.Lock()
         self._announced = 0.0  # when this process last said it waits for a wake-up
+        # While registered as idle: (worker_id, token, lease_until, queues, ids received, consumed),
+        # consumed = a hand-off took this fetcher out of an idle list.
+        self._idle: tuple | None = None
         self._local = threading.local()
 
     def _connect(self) -> redis.Redis:
@@ -113,11 +117,12 @@ class RedisAdapter(Adapter):
         groups: dict[tuple, list] = {}
         for env in envelopes:
             raw = self.encode(env, limit)
-            scheduled = env.run_at is not None and env.run_at > now
-            groups.setdefault((env.queue, str(env.priority), "1" if scheduled else ""), []).extend(
-                (env.job_id, repr(env.run_at) if scheduled else "", raw))
-        calls = [(*key, *rows[start:start + 3 * BATCH]) for key, rows in groups.items()
-                 for start in range(0, len(rows), 3 * BATCH)]
+            if env.run_at is not None and env.run_at > now:  # scheduled: (id, run_at, payload)
+                groups.setdefault((env.queue, str(env.priority), "1"), []).extend((env.job_id, repr(env.run_at), raw))
+            else:  # ready: (id, payload)
+                groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
+        calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
+                 for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)]
         try:
             if len(calls) == 1:
                 self.run("enqueue", *calls[0])
@@ -133,33 +138,90 @@ class RedisAdapter(Adapter):
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
         self.run("enqueue", queue, str(env.priority if env else 0), "", env.job_id if env else uuid.uuid4().hex,
-                 "", bytes(raw))
+                 bytes(raw))
 
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
               complete: Sequence[Claim] = ()) -> list[Claim]:
-        """Acknowledge ``complete`` and claim in one script call; if nothing is ready,
-        wait on the wake-up channel (no polling): announce the wait, re-check, listen;
-        after a wake-up, claim at once."""
+        """Acknowledge ``complete`` and claim in one script call. If nothing is ready, wait
+        without polling: register as idle (re-checking for ready jobs in the same script),
+        then listen on two channels. An enqueue into an empty queue hands its job to an
+        idle fetcher on the fetcher's own channel, already leased: it starts without a claim
+        round trip. Anything else that makes jobs ready publishes a wake-up; then claim.
+
+        The registration outlives a hand-off (the next wait only refreshes it); it ends
+        when claims come from the queues instead, or :meth:`stop_waiting`, and both return
+        the jobs handed to it meanwhile that were not received."""
         deadline = time.monotonic() + timeout
         claims = self._claim(queues, limit, worker_id, complete)
         while not claims and time.monotonic() < deadline:
             with self._wait_lock:
-                if self._pubsub is None:
-                    self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                    self._pubsub.subscribe(self.keys.wake)
-                if time.monotonic() - self._announced > 1.0:  # P:waiting lives 2 s: refresh it each second
-                    self.client.set(self.keys.waiting, b"1", px=2000)
-                    self._announced = time.monotonic()
-                    claims = self._claim(queues, limit, worker_id)
-                    if claims:
+                if self._hand_channel != self.keys.hand(worker_id).encode():
+                    self._listen(worker_id)
+                if self._idle is None or self._idle[5] or time.monotonic() - self._announced > 1.0:
+                    if self._wait_for(queues, worker_id):  # jobs are ready: claim them
+                        claims = self._claim(queues, limit, worker_id)
                         break
                 remaining = min(deadline - time.monotonic(), 1.0)
-                if remaining > 0 and self._pubsub.get_message(timeout=remaining) is not None:
-                    while self._pubsub.get_message(timeout=0):  # one claim answers many wake-ups
-                        pass
+                message = self._pubsub.get_message(timeout=remaining) if remaining > 0 else None
+                handed = []
+                while message is not None:  # one claim answers many wake-ups
+                    if message["channel"] == self._hand_channel:
+                        handed += self._handed(message["data"])
+                    message = self._pubsub.get_message(timeout=0)
+                if handed:
+                    return handed
             claims = self._claim(queues, limit, worker_id)
+        if claims and self._idle is not None:
+            with self._wait_lock:
+                claims += self._stop_waiting()
         return claims
+
+    def _listen(self, worker_id: str) -> None:
+        if self._pubsub is not None:
+            self._pubsub.close()
+        channel = self.keys.hand(worker_id)
+        self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(self.keys.wake, channel)
+        self._hand_channel = channel.encode()
+
+    def _wait_for(self, queues: Sequence[str], worker_id: str) -> bool:
+        """Register (or refresh) this fetcher as idle; True if jobs are ready instead."""
+        token = self._idle[1] if self._idle else uuid.uuid4().hex
+        lease_until = self.clock() + self.setting("LEASE_SECONDS")
+        if self.run("idle", "on", worker_id, token, repr(lease_until), len(queues), *queues):
+            return True
+        received = self._idle[4] if self._idle else []
+        self._idle = (worker_id, token, lease_until, tuple(queues), received, False)
+        self._announced = time.monotonic()
+        return False
+
+    def _handed(self, data: bytes) -> list[Claim]:
+        """The job in a hand-off message, if it is for this registration (a message
+        published before a deregistration is stale: that job came back from it)."""
+        token, size, rest = data.split(b":", 2)
+        if self._idle is None or token.decode() != self._idle[1]:
+            return []
+        size = int(size)
+        job_id = rest[:size].decode()
+        worker_id, token, lease_until, queues, received, _ = self._idle
+        received.append(job_id)
+        self._idle = (worker_id, token, lease_until, queues, received, True)  # re-list before waiting again
+        return [fenced_claim(rest[size:], job_id, token, worker_id, lease_until)]
+
+    def _stop_waiting(self) -> list[Claim]:
+        """Deregister the idle fetcher; the jobs handed to it that it has not received yet."""
+        if self._idle is None:
+            return []
+        worker_id, token, lease_until, queues, received, _ = self._idle
+        self._idle = None
+        result = self.run("idle", "off", worker_id, token, repr(lease_until), len(queues), *queues, *received)
+        return [fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until)
+                for i in range(0, len(result), 2)]
+
+    def stop_waiting(self, worker_id: str) -> list[Claim]:
+        with self._wait_lock:
+            return self._stop_waiting()
 
     def _claim(self, queues: Sequence[str], limit: int, worker_id: str,
                complete: Sequence[Claim] = ()) -> list[Claim]:
@@ -415,5 +477,6 @@ class RedisAdapter(Adapter):
             except Exception:
                 pass
             self._pubsub = None
+            self._hand_channel = None
         if not self.setting("REDIS_CACHE_ALIAS"):
             self.client.close()

@@ -17,6 +17,9 @@
     P:cron                HASH  entry name -> JSON state
     P:result:<job_id>     STRING JSON task result (expires)
     P:waiting             STRING present while a fetcher waits (PX 2000): enqueues then PUBLISH P:wake
+    P:idle:<queue>        LIST  idle fetchers (worker ids) an enqueue may hand a job to
+    P:idler:<worker_id>   STRING "token|lease_until" of that fetcher's registration (PX 2000)
+    P:handed:<worker_id>  LIST  job ids handed to it (published on P:hand:<worker_id>)
 """
 
 
@@ -34,6 +37,9 @@ class Keys:
 
     def prios(self, name: str) -> str:
         return f"{self.prefix}:prios:{name}"
+
+    def hand(self, worker_id: str) -> str:
+        return f"{self.prefix}:hand:{worker_id}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"

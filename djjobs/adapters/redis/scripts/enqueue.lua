@@ -1,30 +1,69 @@
 -- Store a batch of jobs for ONE queue and priority: payloads and meta, then ready
 -- (appended to the queue's list in order) or scheduled (sorted set by run_at).
--- ARGV: prefix, queue, priority, scheduled ('1' or ''), then per job: job_id, run_at or '', payload.
+-- ARGV: prefix, queue, priority, scheduled ('1' or ''), then per job:
+--   ready: job_id, payload (pairs: the payload hash takes them as they come);
+--   scheduled: job_id, run_at, payload.
 local p, queue, prio, scheduled = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local payloads, metas, ids, zs = {}, {}, {}, {}
 local meta = prio .. '|' .. queue
-for i = 5, #ARGV, 3 do
-  local id = ARGV[i]
-  payloads[#payloads + 1] = id
-  payloads[#payloads + 1] = ARGV[i + 2]
-  metas[#metas + 1] = id
-  metas[#metas + 1] = meta
-  if scheduled then
+local metas, ids, zs = {}, {}, {}
+if scheduled then
+  local payloads = {}
+  for i = 5, #ARGV, 3 do
+    local id = ARGV[i]
+    payloads[#payloads + 1] = id
+    payloads[#payloads + 1] = ARGV[i + 2]
+    metas[#metas + 1] = id
+    metas[#metas + 1] = meta
     zs[#zs + 1] = ARGV[i + 1]
     zs[#zs + 1] = id
-  else
+  end
+  redis.call('HSET', p .. ':payloads', unpack(payloads))
+else
+  for i = 5, #ARGV, 2 do
+    local id = ARGV[i]
+    metas[#metas + 1] = id
+    metas[#metas + 1] = meta
     ids[#ids + 1] = id
   end
+  redis.call('HSET', p .. ':payloads', unpack(ARGV, 5))
 end
-redis.call('HSET', p .. ':payloads', unpack(payloads))
 redis.call('HSET', p .. ':meta', unpack(metas))
 redis.call('SADD', p .. ':queues', queue)
 if scheduled then
   redis.call('ZADD', p .. ':scheduled', unpack(zs))
-else
-  redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, unpack(ids))
-  redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
-  if redis.call('EXISTS', p .. ':waiting') == 1 then redis.call('PUBLISH', p .. ':wake', '1') end
+  return #zs / 2
 end
-return #ids + #zs / 2
+-- Hand-off: while the queue is empty (so no ready job is overtaken) and not paused, give
+-- the first jobs to idle fetchers that registered for this queue (idle.lua), one each,
+-- oldest registration first: the job is leased with the fetcher's token and published on
+-- its own channel, so it starts without a claim round trip. PUBLISH counts receivers: no
+-- receiver, no hand-off. A fetcher that dies holding a message loses nothing: the lease
+-- recovers the job, as for any claimed job.
+local first, idle = 1, p .. ':idle:' .. queue
+if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. queue) == 0
+    and redis.call('SISMEMBER', p .. ':paused', queue) == 0 then
+  for _ = 1, 16 do
+    if first > #ids then break end
+    local wid = redis.call('RPOP', idle)
+    if not wid then break end
+    local reg = redis.call('GET', p .. ':idler:' .. wid)
+    if reg then
+      local sep = string.find(reg, '|', 1, true)
+      local token, lease_until = string.sub(reg, 1, sep - 1), string.sub(reg, sep + 1)
+      local id = ids[first]
+      local message = token .. ':' .. #id .. ':' .. id .. ARGV[4 + 2 * first]
+      if redis.call('PUBLISH', p .. ':hand:' .. wid, message) > 0 then
+        redis.call('ZADD', p .. ':running', lease_until, id)
+        redis.call('HSET', p .. ':leases', id, token)
+        redis.call('RPUSH', p .. ':handed:' .. wid, id)
+        redis.call('EXPIRE', p .. ':handed:' .. wid, 3600)
+        first = first + 1
+      end
+    end
+  end
+  if first > #ids then return #ids end
+end
+redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, unpack(ids, first))
+redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
+if redis.call('EXISTS', p .. ':waiting') == 1 then redis.call('PUBLISH', p .. ':wake', '1') end
+return #ids
