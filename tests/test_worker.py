@@ -158,3 +158,33 @@ def test_two_processes_never_run_a_job_twice(backend, start_worker, tmp_path):
     worker.signal(signal.SIGTERM)
     assert worker.wait(40) == 0
     assert "database is locked" not in worker.output() and "ERROR" not in worker.output()
+
+
+def test_jobs_trickled_to_idle_processes_run_once_each(backend, start_worker, tmp_path):
+    """Idle workers, jobs one at a time: on Redis an enqueue hands each job to a waiting
+    fetcher (no claim); on the database adapter NOTIFY or polling wakes one. Either way
+    every job runs exactly once."""
+    trace = tmp_path / "trace"
+    worker = start_worker("-p", "2", "-c", "4")
+    push(backend, RecordJob, str(trace), "warm-up")
+    wait_for(lambda: lines(trace, "ran"), 30, "the first job")
+    time.sleep(1.0)  # both processes idle and registered
+    redis_stats = backend.adapter.client.info if backend.adapter.name == "redis" else None
+    lpops = redis_stats("commandstats").get("cmdstat_lpop", {}).get("calls", 0) if redis_stats else 0
+    n = 300
+    for i in range(n):
+        push(backend, RecordJob, str(trace), f"t{i}")
+        time.sleep(0.005)
+    wait_for(lambda: len(lines(trace, "ran")) >= n + 1, 90, f"{n} jobs", interval=0.1)
+    time.sleep(0.5)
+    ran = lines(trace, "ran")
+    counts = collections.Counter(r[1] for r in ran)
+    assert len(counts) == n + 1 and max(counts.values()) == 1, [t for t, c in counts.items() if c > 1][:10]
+    assert len({r[2] for r in ran}) == 2, "both worker processes should have run jobs"
+    if redis_stats:  # claims pop queue lists; handed jobs never enter one
+        claimed = redis_stats("commandstats").get("cmdstat_lpop", {}).get("calls", 0) - lpops
+        assert claimed < n // 2, f"{claimed} of {n} trickled jobs were claimed from the queue, not handed off"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(40) == 0
+    assert "ERROR" not in worker.output()
+    assert backend.adapter.counts().busy == 0 and backend.adapter.counts().enqueued == 0
