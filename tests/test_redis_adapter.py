@@ -191,3 +191,20 @@ def test_a_queue_with_ready_jobs_is_not_overtaken_by_a_hand_off(redis_adapter):
     redis_adapter.enqueue(second)
     got = redis_adapter.fetch(["handq"], 5, 0.2, "w-late")
     assert [c.envelope.job_id for c in got] == [first.job_id, second.job_id]
+
+
+def test_a_long_idle_registration_does_not_grow_with_its_hand_offs(redis_adapter):
+    handed_key = f"{redis_adapter.keys.prefix}:handed:w-long"
+    assert redis_adapter.fetch(["handq"], 5, 0.05, "w-long") == []
+    for _ in range(30):
+        fetcher = threading.Thread(target=lambda: got.extend(redis_adapter.fetch(["handq"], 5, 10, "w-long")))
+        got = []
+        fetcher.start()
+        _wait_until(lambda: redis_adapter.client.lindex(f"{redis_adapter.keys.prefix}:idle:handq", 0) == b"w-long")
+        redis_adapter.enqueue(env(queue="handq"))
+        fetcher.join(10)
+        assert len(got) == 1
+        redis_adapter.complete(got)
+    assert redis_adapter._idle is not None  # still the same registration, never ended
+    assert redis_adapter.client.llen(handed_key) <= 1 and len(redis_adapter._idle.received) <= 1
+    assert redis_adapter.counts().processed == 30

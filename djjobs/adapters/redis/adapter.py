@@ -13,6 +13,7 @@ off and retries.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -38,6 +39,19 @@ BATCH = 1000
 
 
 
+@dataclasses.dataclass(slots=True)
+class _Registration:
+    """An idle fetcher's registration (idle.lua): jobs handed to it are leased with
+    ``token`` until ``lease_until``; ``received`` are the ids read from its channel since
+    the last call to idle.lua; ``relist`` is set once a hand-off took it off an idle list."""
+    worker_id: str
+    token: str
+    lease_until: float
+    queues: tuple
+    received: list = dataclasses.field(default_factory=list)
+    relist: bool = False
+
+
 class RedisAdapter(Adapter):
     name = "redis"
     durable = True
@@ -53,9 +67,7 @@ class RedisAdapter(Adapter):
         self._hand_channel: bytes | None = None
         self._wait_lock = threading.Lock()
         self._announced = 0.0  # when this process last said it waits for a wake-up
-        # While registered as idle: (worker_id, token, lease_until, queues, ids received, consumed),
-        # consumed = a hand-off took this fetcher out of an idle list.
-        self._idle: tuple | None = None
+        self._idle: _Registration | None = None  # while this process' fetcher is registered as idle
         self._local = threading.local()
 
     def _connect(self) -> redis.Redis:
@@ -158,7 +170,7 @@ class RedisAdapter(Adapter):
             with self._wait_lock:
                 if self._hand_channel != self.keys.hand(worker_id).encode():
                     self._listen(worker_id)
-                if self._idle is None or self._idle[5] or time.monotonic() - self._announced > 1.0:
+                if self._idle is None or self._idle.relist or time.monotonic() - self._announced > 1.0:
                     if self._wait_for(queues, worker_id):  # jobs are ready: claim them
                         claims = self._claim(queues, limit, worker_id)
                         break
@@ -187,36 +199,37 @@ class RedisAdapter(Adapter):
 
     def _wait_for(self, queues: Sequence[str], worker_id: str) -> bool:
         """Register (or refresh) this fetcher as idle; True if jobs are ready instead."""
-        token = self._idle[1] if self._idle else uuid.uuid4().hex
+        idle = self._idle or _Registration(worker_id, uuid.uuid4().hex, 0.0, tuple(queues))
         lease_until = self.clock() + self.setting("LEASE_SECONDS")
-        if self.run("idle", "on", worker_id, token, repr(lease_until), len(queues), *queues):
+        ready = self.run("idle", "on", worker_id, idle.token, repr(lease_until), len(queues), *queues, *idle.received)
+        idle.received = []  # forgotten on both sides
+        if ready:
             return True
-        received = self._idle[4] if self._idle else []
-        self._idle = (worker_id, token, lease_until, tuple(queues), received, False)
-        self._announced = time.monotonic()
+        idle.lease_until, idle.queues, idle.relist = lease_until, tuple(queues), False
+        self._idle, self._announced = idle, time.monotonic()
         return False
 
     def _handed(self, data: bytes) -> list[Claim]:
         """The job in a hand-off message, if it is for this registration (a message
         published before a deregistration is stale: that job came back from it)."""
         token, size, rest = data.split(b":", 2)
-        if self._idle is None or token.decode() != self._idle[1]:
+        idle = self._idle
+        if idle is None or token.decode() != idle.token:
             return []
         size = int(size)
         job_id = rest[:size].decode()
-        worker_id, token, lease_until, queues, received, _ = self._idle
-        received.append(job_id)
-        self._idle = (worker_id, token, lease_until, queues, received, True)  # re-list before waiting again
-        return [fenced_claim(rest[size:], job_id, token, worker_id, lease_until)]
+        idle.received.append(job_id)
+        idle.relist = True
+        return [fenced_claim(rest[size:], job_id, idle.token, idle.worker_id, idle.lease_until)]
 
     def _stop_waiting(self) -> list[Claim]:
         """Deregister the idle fetcher; the jobs handed to it that it has not received yet."""
-        if self._idle is None:
+        idle, self._idle = self._idle, None
+        if idle is None:
             return []
-        worker_id, token, lease_until, queues, received, _ = self._idle
-        self._idle = None
-        result = self.run("idle", "off", worker_id, token, repr(lease_until), len(queues), *queues, *received)
-        return [fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until)
+        result = self.run("idle", "off", idle.worker_id, idle.token, repr(idle.lease_until), len(idle.queues),
+                          *idle.queues, *idle.received)
+        return [fenced_claim(result[i + 1], result[i].decode(), idle.token, idle.worker_id, idle.lease_until)
                 for i in range(0, len(result), 2)]
 
     def stop_waiting(self, worker_id: str) -> list[Claim]:
