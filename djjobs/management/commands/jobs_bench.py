@@ -101,7 +101,8 @@ class Command(BaseCommand):
         self.report("drain (first -> last job)", f"{n / (last - first):>12,.0f} jobs/s")
         self.report("drain (including start-up)", f"{n / (last - spawned):>12,.0f} jobs/s")
         rss = max((max(sample) for sample in peak_rss if sample), default=0)
-        self.report("worker RSS (peak, per process)", f"{rss / 2**20:>12,.1f} MB")
+        self.report("worker RSS (peak, per process)", f"{rss / 2**20:>12,.1f} MB" if rss else
+                    "n/a (no /proc here: pip install psutil)")
 
     def bench_latency(self):
         count = self.options["latency_n"]
@@ -144,11 +145,23 @@ class Command(BaseCommand):
         return subprocess.Popen(argv, env=env, start_new_session=True)
 
     def _rss(self, worker: subprocess.Popen) -> list[int]:
+        """RSS of each worker process (the supervisor's children): from /proc on Linux,
+        else from psutil if installed; [] when neither can tell."""
+        try:
+            with open(f"/proc/{worker.pid}/task/{worker.pid}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+            sizes = []
+            for pid in children:
+                with open(f"/proc/{pid}/statm") as f:
+                    sizes.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+            return sizes
+        except (OSError, ValueError):
+            pass
         try:
             import psutil
             return [c.memory_info().rss for c in psutil.Process(worker.pid).children()]
         except Exception:
-            return [0]
+            return []
 
     def _stop(self, worker: subprocess.Popen) -> None:
         if worker.poll() is None:
