@@ -1,5 +1,6 @@
 """Redis adapter specifics: clear errors when Redis is down, one round trip for bulk,
-django-redis connection reuse, prefix isolation, concurrent promotion."""
+django-redis connection reuse, prefix isolation, concurrent promotion, and the hand-off
+of jobs to idle fetchers (what is handed, what is not, and what comes back)."""
 import threading
 import time
 import uuid

@@ -190,7 +190,7 @@ class Adapter(ABC):
         raise UnsupportedFeature(f"The {self.name} adapter runs jobs itself; runjobs cannot fetch from it.")
 
     def stop_waiting(self, worker_id: str) -> list[Claim]:
-        """The worker stops fetching (shutdown): end anything ``fetch`` left in place for
+        """The worker stops fetching (quiet or shutdown): end anything ``fetch`` left in place for
         ``worker_id`` between calls, and return jobs claimed for it that it has not
         received yet (the Redis adapter's hand-off), so they can be released at once
         rather than wait for their lease. Adapters without such state return []."""
