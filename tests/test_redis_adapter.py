@@ -209,3 +209,17 @@ def test_a_long_idle_registration_does_not_grow_with_its_hand_offs(redis_adapter
     assert redis_adapter._idle is not None  # still the same registration, never ended
     assert redis_adapter.client.llen(handed_key) <= 1 and len(redis_adapter._idle.received) <= 1
     assert redis_adapter.counts().processed == 30
+
+
+def test_a_fetcher_whose_hand_offs_fill_its_threads_stops_taking_them(redis_adapter):
+    got = []
+    fetcher = threading.Thread(target=lambda: got.extend(redis_adapter.fetch(["handq"], 1, 10, "w-full")))
+    fetcher.start()
+    _wait_until(lambda: _registered(redis_adapter, "w-full"))
+    redis_adapter.enqueue(env(queue="handq"))
+    fetcher.join(10)
+    assert len(got) == 1 and got[0].envelope is not None
+    assert not _registered(redis_adapter, "w-full")  # one free thread, now busy: no more hand-offs
+    redis_adapter.enqueue(env(queue="handq"))
+    counts = redis_adapter.counts()
+    assert (counts.enqueued, counts.busy) == (1, 1)

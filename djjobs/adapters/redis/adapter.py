@@ -161,9 +161,11 @@ class RedisAdapter(Adapter):
         idle fetcher on the fetcher's own channel, already leased: it starts without a claim
         round trip. Anything else that makes jobs ready publishes a wake-up; then claim.
 
-        The registration outlives a hand-off (the next wait only refreshes it); it ends
-        when claims come from the queues instead, or :meth:`stop_waiting`, and both return
-        the jobs handed to it meanwhile that were not received."""
+        The registration outlives a hand-off (the next wait only refreshes it) while the
+        caller has free threads, so a registered fetcher reads its messages promptly and a
+        handed job never waits unread past its lease. It ends when claims come from the
+        queues instead, when hand-offs fill ``limit``, or with :meth:`stop_waiting`; each
+        returns the jobs handed meanwhile that were not received."""
         deadline = time.monotonic() + timeout
         claims = self._claim(queues, limit, worker_id, complete)
         while not claims and time.monotonic() < deadline:
@@ -182,6 +184,8 @@ class RedisAdapter(Adapter):
                         handed += self._handed(message["data"])
                     message = self._pubsub.get_message(timeout=0)
                 if handed:
+                    if len(handed) >= limit:  # no free thread left: take no more hand-offs meanwhile
+                        handed += self._stop_waiting()
                     return handed
             claims = self._claim(queues, limit, worker_id)
         if claims and self._idle is not None:
