@@ -206,9 +206,12 @@ def test_a_long_idle_registration_does_not_grow_with_its_hand_offs(redis_adapter
         fetcher.join(10)
         assert len(got) == 1
         redis_adapter.complete(got)
-    assert redis_adapter._idle is not None  # still the same registration, never ended
-    assert redis_adapter.client.llen(handed_key) <= 1 and len(redis_adapter._idle.received) <= 1
-    assert redis_adapter.counts().processed == 30
+    registration = redis_adapter._idle
+    assert registration is not None and redis_adapter.counts().processed == 30  # one registration throughout
+    redis_adapter._announced = 0.0  # the once-a-second refresh, now
+    assert redis_adapter.fetch(["handq"], 5, 0.05, "w-long") == []
+    assert redis_adapter._idle is registration
+    assert redis_adapter.client.scard(handed_key) == 0 and registration.received == []
 
 
 def test_a_fetcher_whose_hand_offs_fill_its_threads_stops_taking_them(redis_adapter):
@@ -223,3 +226,18 @@ def test_a_fetcher_whose_hand_offs_fill_its_threads_stops_taking_them(redis_adap
     redis_adapter.enqueue(env(queue="handq"))
     counts = redis_adapter.counts()
     assert (counts.enqueued, counts.busy) == (1, 1)
+
+
+def test_a_bulk_into_an_empty_queue_hands_one_job_per_idle_fetcher_and_queues_the_rest(redis_adapter):
+    assert redis_adapter.fetch(["handq"], 5, 0.05, "w-bulk") == []  # registered, listening
+    jobs = [env(queue="handq") for _ in range(5)]
+    redis_adapter.enqueue_many(jobs)
+    counts = redis_adapter.counts()
+    assert (counts.busy, counts.enqueued) == (1, 4)
+    # The next fetch claims the queued four, which ends the registration; that returns the
+    # handed one, not read yet, and it comes first: it was enqueued first.
+    got = redis_adapter.fetch(["handq"], 5, 0.5, "w-bulk")
+    assert [c.envelope.job_id for c in got] == [j.job_id for j in jobs]
+    assert redis_adapter._idle is None
+    redis_adapter.complete(got)
+    assert redis_adapter.counts().processed == 5 and redis_adapter.counts().busy == 0

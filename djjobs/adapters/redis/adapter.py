@@ -43,13 +43,12 @@ BATCH = 1000
 class _Registration:
     """An idle fetcher's registration (idle.lua): jobs handed to it are leased with
     ``token`` until ``lease_until``; ``received`` are the ids read from its channel since
-    the last call to idle.lua; ``relist`` is set once a hand-off took it off an idle list."""
+    the last call to idle.lua."""
     worker_id: str
     token: str
     lease_until: float
     queues: tuple
     received: list = dataclasses.field(default_factory=list)
-    relist: bool = False
 
 
 class RedisAdapter(Adapter):
@@ -161,8 +160,8 @@ class RedisAdapter(Adapter):
         idle fetcher on the fetcher's own channel, already leased: it starts without a claim
         round trip. Anything else that makes jobs ready publishes a wake-up; then claim.
 
-        The registration outlives a hand-off (the next wait only refreshes it) while the
-        caller has free threads, so a registered fetcher reads its messages promptly and a
+        The registration outlives a hand-off (the fetcher stays listed) while the caller
+        has free threads, so a registered fetcher reads its messages promptly and a
         handed job never waits unread past its lease. It ends when claims come from the
         queues instead, when hand-offs fill ``limit``, or with :meth:`stop_waiting`; each
         returns the jobs handed meanwhile that were not received."""
@@ -172,7 +171,7 @@ class RedisAdapter(Adapter):
             with self._wait_lock:
                 if self._hand_channel != self.keys.hand(worker_id).encode():
                     self._listen(worker_id)
-                if self._idle is None or self._idle.relist or time.monotonic() - self._announced > 1.0:
+                if self._idle is None or time.monotonic() - self._announced > 1.0:  # registration lives 2 s
                     if self._wait_for(queues, worker_id):  # jobs are ready: claim them
                         claims = self._claim(queues, limit, worker_id)
                         break
@@ -189,8 +188,8 @@ class RedisAdapter(Adapter):
                     return handed
             claims = self._claim(queues, limit, worker_id)
         if claims and self._idle is not None:
-            with self._wait_lock:
-                claims += self._stop_waiting()
+            with self._wait_lock:  # jobs handed meanwhile are older than the ones just claimed
+                claims = self._stop_waiting() + claims
         return claims
 
     def _listen(self, worker_id: str) -> None:
@@ -209,7 +208,7 @@ class RedisAdapter(Adapter):
         idle.received = []  # forgotten on both sides
         if ready:
             return True
-        idle.lease_until, idle.queues, idle.relist = lease_until, tuple(queues), False
+        idle.lease_until, idle.queues = lease_until, tuple(queues)
         self._idle, self._announced = idle, time.monotonic()
         return False
 
@@ -223,7 +222,6 @@ class RedisAdapter(Adapter):
         size = int(size)
         job_id = rest[:size].decode()
         idle.received.append(job_id)
-        idle.relist = True
         return [fenced_claim(rest[size:], job_id, idle.token, idle.worker_id, idle.lease_until)]
 
     def _stop_waiting(self) -> list[Claim]:

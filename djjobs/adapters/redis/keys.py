@@ -19,7 +19,7 @@
     P:waiting             STRING present while a fetcher waits (PX 2000): enqueues then PUBLISH P:wake
     P:idle:<queue>        LIST  idle fetchers (worker ids) an enqueue may hand a job to
     P:idler:<worker_id>   STRING "token|lease_until" of that fetcher's registration (PX 2000)
-    P:handed:<worker_id>  LIST  job ids handed to it (published on P:hand:<worker_id>)
+    P:handed:<worker_id>  SET   job ids handed to it (published on P:hand:<worker_id>), not yet confirmed
 """
 
 

@@ -34,18 +34,25 @@ if scheduled then
   return #zs / 2
 end
 -- Hand-off: while the queue is empty (so no ready job is overtaken) and not paused, give
--- the first jobs to idle fetchers that registered for this queue (idle.lua), one each,
--- oldest registration first: the job is leased with the fetcher's token and published on
--- its own channel, so it starts without a claim round trip. PUBLISH counts receivers: no
--- receiver, no hand-off. A fetcher that dies holding a message loses nothing: the lease
--- recovers the job, as for any claimed job.
+-- the first jobs to idle fetchers that registered for this queue (idle.lua), at most one
+-- each, longest-waiting first: the job is leased with the fetcher's token and published on
+-- its own channel, so it starts without a claim round trip. The fetcher goes back to the
+-- head of the list (it stays registered while it has free threads: idle.lua, fetch), so
+-- idle fetchers take turns. PUBLISH counts receivers: no receiver, no hand-off, and an
+-- entry that is expired or unheard is dropped. A fetcher that dies holding a message loses
+-- nothing: the lease recovers the job, as for any claimed job.
 local first, idle = 1, p .. ':idle:' .. queue
 if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. queue) == 0
     and redis.call('SISMEMBER', p .. ':paused', queue) == 0 then
+  local served = {}
   for _ = 1, 16 do
     if first > #ids then break end
     local wid = redis.call('RPOP', idle)
     if not wid then break end
+    if served[wid] then  -- every live fetcher has one job from this call: the rest queue up
+      redis.call('RPUSH', idle, wid)
+      break
+    end
     local reg = redis.call('GET', p .. ':idler:' .. wid)
     if reg then
       local sep = string.find(reg, '|', 1, true)
@@ -55,8 +62,10 @@ if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. qu
       if redis.call('PUBLISH', p .. ':hand:' .. wid, message) > 0 then
         redis.call('ZADD', p .. ':running', lease_until, id)
         redis.call('HSET', p .. ':leases', id, token)
-        redis.call('RPUSH', p .. ':handed:' .. wid, id)
+        redis.call('SADD', p .. ':handed:' .. wid, id)
         redis.call('EXPIRE', p .. ':handed:' .. wid, 3600)
+        redis.call('LPUSH', idle, wid)
+        served[wid] = true
         first = first + 1
       end
     end

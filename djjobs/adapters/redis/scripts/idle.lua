@@ -1,8 +1,8 @@
 -- An idle fetcher registers so that enqueues hand it jobs directly (enqueue.lua), and
 -- deregisters when it stops waiting.
 -- ARGV: prefix, 'on' or 'off', worker_id, token, lease_until, nq, nq queues, then the ids
--- this fetcher received on its channel since the last call ('on' forgets them, so a
--- registration that lives through many hand-offs stays small).
+-- this fetcher received on its channel since the last call ('on', at least once a second,
+-- forgets them, so a registration that lives through many hand-offs stays small).
 -- 'on': if a queue has ready jobs, register nothing and return 1 (claim them instead);
 -- else enter the worker in each queue's idle list, store its token and the lease its
 -- jobs get (both expire after 2 s unless refreshed: a dead fetcher is skipped), announce
@@ -13,7 +13,7 @@ local p, mode, wid, token, lease_until = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARG
 local nq = tonumber(ARGV[6])
 local reg, handed = p .. ':idler:' .. wid, p .. ':handed:' .. wid
 if mode == 'on' then
-  for i = 7 + nq, #ARGV do redis.call('LREM', handed, 1, ARGV[i]) end
+  for i = 7 + nq, #ARGV, 1000 do redis.call('SREM', handed, unpack(ARGV, i, math.min(i + 999, #ARGV))) end
   for i = 7, 6 + nq do
     if redis.call('EXISTS', p .. ':prios:' .. ARGV[i]) == 1 and redis.call('SISMEMBER', p .. ':paused', ARGV[i]) == 0 then
       return 1
@@ -34,7 +34,7 @@ redis.call('DEL', reg)
 local known = {}
 for i = 7 + nq, #ARGV do known[ARGV[i]] = true end
 local out = {}
-for _, id in ipairs(redis.call('LRANGE', handed, 0, -1)) do
+for _, id in ipairs(redis.call('SMEMBERS', handed)) do
   if not known[id] and redis.call('HGET', p .. ':leases', id) == token then
     local payload = redis.call('HGET', p .. ':payloads', id)
     if payload then
