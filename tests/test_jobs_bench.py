@@ -26,7 +26,7 @@ def test_jobs_bench_measures_every_figure(backend):
                DJJOBS_TEST_DJJOBS=json.dumps(backend.djjobs), PYTHONPATH=str(ROOT))
     if backend.databases:
         env["DJJOBS_TEST_DATABASES"] = json.dumps(backend.databases)
-    done = subprocess.run([sys.executable, "manage.py", "jobs_bench", "--n", "400", "--latency-n", "40", "-p", "1",
+    done = subprocess.run([sys.executable, "manage.py", "jobs_bench", "--n", "2000", "--latency-n", "40", "-p", "1",
                            "-c", "4", "--timeout", "120"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
