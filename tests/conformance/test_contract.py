@@ -69,6 +69,42 @@ def test_fetch_on_an_empty_queue_returns_empty_within_the_timeout(adapter):
     assert time.monotonic() - started < 3
 
 
+def test_a_waiting_fetch_gets_a_job_enqueued_meanwhile_once(adapter):
+    """An idle fetch is woken by a job enqueued while it waits (on Redis the job is handed
+    to it in the wake-up itself); it is claimed once and acknowledged like any claim."""
+    import threading
+    adapter.clock = time.time
+    got = []
+    fetcher = threading.Thread(target=lambda: got.extend(adapter.fetch(["default"], 5, 10, W)))
+    fetcher.start()
+    time.sleep(0.3)  # the fetch is waiting by now
+    job = env()
+    adapter.enqueue(job)
+    fetcher.join(15)
+    assert [c.envelope.job_id for c in got] == [job.job_id]
+    assert adapter.fetch(["default"], 5, 0, "worker-2") == []
+    adapter.complete(got)
+    counts = adapter.counts()
+    assert (counts.processed, counts.busy, counts.enqueued) == (1, 0, 0)
+
+
+def test_stop_waiting_returns_what_an_idle_fetch_left_unreceived(adapter):
+    """A job enqueued after an idle fetch returned is either still ready or (Redis: handed
+    to that fetcher, never read) returned by ``stop_waiting``; released, it is claimable
+    once. Nothing waits for a lease."""
+    adapter.clock = time.time
+    assert adapter.fetch(["default"], 5, 0.05, W) == []
+    job = env()
+    adapter.enqueue(job)
+    unreceived = adapter.stop_waiting(W)
+    assert [c.envelope.job_id for c in unreceived] in ([], [job.job_id])
+    adapter.release(unreceived)
+    assert fetch_ids(adapter, worker="worker-2") == [job.job_id]
+    assert adapter.stop_waiting(W) == [] and fetch_ids(adapter) == []
+    counts = adapter.counts()
+    assert (counts.busy, counts.enqueued) == (1, 0)
+
+
 def test_scheduled_job_waits_for_its_time_then_is_promoted_once(adapter):
     later = env(run_at=adapter.clock() + 60)
     adapter.enqueue(later)
