@@ -1,8 +1,6 @@
 """`manage.py jobs_bench` end to end on every durable adapter, small N: every figure is
 printed with a number, every job it enqueued ran (the drain counts them), nothing is
 left in its queue, and a non-durable adapter is refused with a clear error."""
-import json
-import os
 import re
 import subprocess
 import sys
@@ -11,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from tests.fixtures.worker import ROOT
+from tests.fixtures.worker import ROOT, command_env
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -22,13 +20,9 @@ FIGURES = [r"single enqueue\s+[\d,]+ jobs/s", r"bulk enqueue \(perform_all_later
 
 
 def test_jobs_bench_measures_every_figure(backend):
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.worker_settings",
-               DJJOBS_TEST_DJJOBS=json.dumps(backend.djjobs), PYTHONPATH=str(ROOT))
-    if backend.databases:
-        env["DJJOBS_TEST_DATABASES"] = json.dumps(backend.databases)
     done = subprocess.run([sys.executable, "manage.py", "jobs_bench", "--n", "2000", "--latency-n", "40", "-p", "1",
-                           "-c", "4", "--timeout", "120"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=280)
+                           "-c", "4", "--timeout", "120"], cwd=ROOT, env=command_env(backend), capture_output=True,
+                          text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     for figure in FIGURES:
         assert re.search(figure, done.stdout), (figure, done.stdout)

@@ -13,6 +13,7 @@ from djjobs.adapters.redis import RedisAdapter
 from djjobs.arguments import serialize
 from djjobs.envelope import Envelope
 from djjobs.errors import ConfigurationError, EnqueueError
+from tests.fixtures.worker import wait_for
 from tests.pg_server import free_port
 
 
@@ -103,13 +104,6 @@ def test_concurrent_promotion_moves_each_job_once(redis_url, clock):
 
 # --- hand-off to an idle fetcher ---------------------------------------------------
 
-def _wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
-
-
 def _registered(adapter, worker_id):
     return adapter.client.exists(f"{adapter.keys.prefix}:idler:{worker_id}") == 1
 
@@ -121,7 +115,7 @@ def test_an_enqueue_hands_its_job_to_an_idle_fetcher_without_a_claim(redis_adapt
     got = []
     fetcher = threading.Thread(target=lambda: got.extend(redis_adapter.fetch(["handq"], 5, 10, "w-hand")))
     fetcher.start()
-    _wait_until(lambda: _registered(redis_adapter, "w-hand"))
+    wait_for(lambda: _registered(redis_adapter, "w-hand"), 10, "the fetcher to register")
     job = env(queue="handq", args=serialize(("\x00 \U0001f600", 2**80), {})[0])
     producer = RedisAdapter({"REDIS_URL": redis_adapter.url, "REDIS_PREFIX": redis_adapter.keys.prefix})
     producer.enqueue(job)
@@ -200,7 +194,8 @@ def test_a_long_idle_registration_does_not_grow_with_its_hand_offs(redis_adapter
         fetcher = threading.Thread(target=lambda: got.extend(redis_adapter.fetch(["handq"], 5, 10, "w-long")))
         got = []
         fetcher.start()
-        _wait_until(lambda: redis_adapter.client.lindex(f"{redis_adapter.keys.prefix}:idle:handq", 0) == b"w-long")
+        wait_for(lambda: redis_adapter.client.lindex(f"{redis_adapter.keys.prefix}:idle:handq", 0) == b"w-long", 10,
+                 "the fetcher at the head of the idle list")
         redis_adapter.enqueue(env(queue="handq"))
         fetcher.join(10)
         assert len(got) == 1
@@ -215,7 +210,7 @@ def test_a_fetcher_whose_hand_offs_fill_its_threads_stops_taking_them(redis_adap
     got = []
     fetcher = threading.Thread(target=lambda: got.extend(redis_adapter.fetch(["handq"], 1, 10, "w-full")))
     fetcher.start()
-    _wait_until(lambda: _registered(redis_adapter, "w-full"))
+    wait_for(lambda: _registered(redis_adapter, "w-full"), 10, "the fetcher to register")
     redis_adapter.enqueue(env(queue="handq"))
     fetcher.join(10)
     assert len(got) == 1 and got[0].envelope is not None
