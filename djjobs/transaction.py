@@ -35,10 +35,6 @@ logger = logging.getLogger("djjobs")
 def submit(jobs: list["Job"]) -> None:
     """Serialize every job (all or nothing), then store now or on commit."""
     envelopes = [job.to_envelope() for job in jobs]
-    flags = {cls.enqueue_after_commit for cls in set(map(type, jobs))}
-    if len(flags) == 1:  # the usual case, without a per-job grouping step
-        submit_envelopes(envelopes, after_commit=flags.pop())
-        return
     groups: dict[bool, list[Envelope]] = {}
     for job, env in zip(jobs, envelopes):
         groups.setdefault(type(job).enqueue_after_commit, []).append(env)
@@ -63,8 +59,7 @@ def in_user_transaction(alias: str = "default") -> bool:
 
 
 def store(adapter: "Adapter", envelopes: Iterable[Envelope]) -> None:
-    if not isinstance(envelopes, list):
-        envelopes = list(envelopes)
+    envelopes = list(envelopes)
     if len(envelopes) == 1:
         adapter.enqueue(envelopes[0])
     else:
