@@ -11,26 +11,26 @@
 local p, lease_until, token, limit, day = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local acks_end = 6 + 2 * tonumber(ARGV[6])
 
--- Variadic commands in slices, within Lua's limit on unpacked values.
+-- A variadic command in slices, within Lua's limit on unpacked values; the replies joined.
 local function call_in_slices(command, key, args, width)
-  local step = 1000 * width
+  local step, replies = 1000 * width, {}
   for i = 1, #args, step do
-    redis.call(command, key, unpack(args, i, math.min(i + step - 1, #args)))
+    local reply = redis.call(command, key, unpack(args, i, math.min(i + step - 1, #args)))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do replies[#replies + 1] = value end
+    end
   end
+  return replies
 end
 
 if acks_end > 6 then
   local ids, seen = {}, {}
   for i = 7, acks_end, 2 do ids[#ids + 1] = ARGV[i] end
-  local done = {}
-  for i = 1, #ids, 1000 do
-    local tokens = redis.call('HMGET', p .. ':leases', unpack(ids, i, math.min(i + 999, #ids)))
-    for k = 1, #tokens do
-      local id = ids[i + k - 1]
-      if tokens[k] == ARGV[6 + 2 * (i + k - 1)] and not seen[id] then
-        seen[id] = true
-        done[#done + 1] = id
-      end
+  local tokens, done = call_in_slices('HMGET', p .. ':leases', ids, 1), {}
+  for k, id in ipairs(ids) do
+    if tokens[k] == ARGV[6 + 2 * k] and not seen[id] then
+      seen[id] = true
+      done[#done + 1] = id
     end
   end
   if #done > 0 then
