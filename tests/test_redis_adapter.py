@@ -233,3 +233,21 @@ def test_a_bulk_into_an_empty_queue_hands_one_job_per_idle_fetcher_and_queues_th
     assert redis_adapter._idle is None
     redis_adapter.complete(got)
     assert redis_adapter.counts().processed == 5 and redis_adapter.counts().busy == 0
+
+
+def test_jobs_handed_before_the_fetcher_reads_come_one_call_at_a_time_in_order(redis_adapter):
+    assert redis_adapter.fetch(["handq"], 5, 0.05, "w-two") == []  # registered, listening
+    first, second = env(queue="handq"), env(queue="handq")
+    redis_adapter.enqueue(first)   # handed; the fetcher goes back to the head of the idle list ...
+    redis_adapter.enqueue(second)  # ... so this one is handed to it too
+    assert redis_adapter.counts().busy == 2
+    # A hand-off returns at once (its job starts without waiting for the rest of the
+    # subscription to be read); the next call reads the next message.
+    got = redis_adapter.fetch(["handq"], 5, 1, "w-two")
+    assert [c.envelope.job_id for c in got] == [first.job_id]
+    got += redis_adapter.fetch(["handq"], 5, 1, "w-two")
+    assert [c.envelope.job_id for c in got] == [first.job_id, second.job_id]
+    redis_adapter.complete(got)
+    assert redis_adapter.stop_waiting("w-two") == []
+    counts = redis_adapter.counts()
+    assert (counts.processed, counts.busy, counts.enqueued) == (2, 0, 0)

@@ -143,6 +143,7 @@ class WorkerProcess:
                 continue
             self._acks = []
             if claims:
+                self._collect_finished()  # jobs that finished while this loop waited in fetch
                 was_idle = not self._busy
                 self._busy += len(claims)
                 with self._claims_lock:  # tracked before any can finish; the supervisor is told after

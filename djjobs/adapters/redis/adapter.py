@@ -181,6 +181,8 @@ class RedisAdapter(Adapter):
                 while message is not None:  # one claim answers many wake-ups
                     if message["channel"] == self._hand_channel:
                         handed += self._handed(message["data"])
+                        if handed:  # start it now; later messages wait for the next call, in order
+                            break
                     message = self._pubsub.get_message(timeout=0)
                 if handed:
                     if len(handed) >= limit:  # no free thread left: take no more hand-offs meanwhile
