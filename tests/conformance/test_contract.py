@@ -118,6 +118,49 @@ def test_scheduled_job_waits_for_its_time_then_is_promoted_once(adapter):
     assert adapter.counts().scheduled == 0
 
 
+
+def test_every_move_keeps_the_job_in_its_own_queue_and_priority(adapter):
+    job, low = env(queue="mail", priority=5, run_at=adapter.clock() + 10), env(queue="mail")
+    gone = env(queue="mail", priority=2)
+    adapter.enqueue_many([job, low, gone])
+    assert (adapter.get(low.job_id).queue, adapter.get(job.job_id).queue) == ("mail", "mail")
+    assert adapter.delete([gone.job_id]) == 1
+    assert adapter.counts().enqueued == 1
+
+    def next_in_mail():
+        assert fetch_ids(adapter, ["default"]) == []
+        [claim] = adapter.fetch(["mail"], 1, 0, W)
+        assert claim.envelope.job_id == job.job_id  # priority 5, ahead of the ready priority-0 job
+        return claim
+
+    adapter.clock.advance(11)
+    adapter.promote_due()
+    claim = next_in_mail()
+    adapter.release([claim])
+    claim = next_in_mail()
+    adapter.retry(claim, claim.envelope, adapter.clock() + 5)
+    adapter.clock.advance(6)
+    adapter.promote_due()
+    claim = next_in_mail()
+    adapter.clock.advance(adapter.setting("LEASE_SECONDS") + 1)
+    assert adapter.recover_expired() == 1
+    claim = next_in_mail()
+    adapter.kill(claim, claim.envelope)
+    assert adapter.get(job.job_id).queue == "mail"
+    assert (adapter.jobs("dead", queue="mail").total, adapter.jobs("dead", queue="default").total) == (1, 0)
+    assert adapter.retry_now([job.job_id]) == 1
+    next_in_mail()
+    assert fetch_ids(adapter, ["mail"]) == [low.job_id]
+
+
+def test_an_undecodable_payload_keeps_the_queue_it_was_stored_in(adapter):
+    adapter.enqueue_raw(b"\x00not json", "rawq")
+    [claim] = adapter.fetch(["rawq"], 1, 0, W)
+    adapter.release([claim])
+    assert fetch_ids(adapter) == []
+    [claim] = adapter.fetch(["rawq"], 1, 0, W)
+    assert claim.envelope is None and claim.raw == b"\x00not json"
+
 def test_complete_forgets_the_job_and_counts_it(adapter):
     adapter.enqueue(env())
     claims = adapter.fetch(["default"], 1, 0, W)

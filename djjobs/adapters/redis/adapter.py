@@ -37,6 +37,12 @@ SCAN_LIMIT = 200_000
 BATCH = 1000
 
 
+def _script(path: Path) -> str:
+    """A script's text, with the shared helpers it calls (scripts/lib/) in front."""
+    text = path.read_text()
+    helpers = [lib.read_text() for lib in sorted(SCRIPTS.joinpath("lib").glob("*.lua"))
+               if f"{lib.stem}(" in text]
+    return "\n".join([*helpers, text])
 
 
 @dataclasses.dataclass(slots=True)
@@ -60,8 +66,7 @@ class RedisAdapter(Adapter):
         self.keys = Keys(self.setting("REDIS_PREFIX"))
         self.url = self.setting("REDIS_URL")
         self.client = self._connect()
-        self.scripts = {path.stem: self.client.register_script(path.read_text())
-                        for path in SCRIPTS.glob("*.lua")}
+        self.scripts = {path.stem: self.client.register_script(_script(path)) for path in SCRIPTS.glob("*.lua")}
         self._pubsub = None
         self._hand_channel: bytes | None = None
         self._wait_lock = threading.Lock()
@@ -148,8 +153,12 @@ class RedisAdapter(Adapter):
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
-        self.run("enqueue", queue, str(env.priority if env else 0), "", env.job_id if env else uuid.uuid4().hex,
-                 bytes(raw))
+        prio, job_id = str(env.priority if env else 0), env.job_id if env else uuid.uuid4().hex
+        # Its place goes in P:meta, as for a scheduled job: the payload may not say it, or may
+        # say another (scripts/lib/place.lua). Written first: an entry left by a failed enqueue
+        # is harmless, a job without one would be misplaced.
+        self.client.hset(self.keys.meta, job_id, f"{prio}|{queue}")
+        self.run("enqueue", queue, prio, "", job_id, bytes(raw))
 
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
@@ -258,9 +267,11 @@ class RedisAdapter(Adapter):
         if claims:
             self._claim((), 0, "", claims)
 
-    def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "") -> bool:
+    def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "", *,
+              replace: bool = True) -> bool:
+        """``envelope`` gives the job's place (queue, priority) and, with ``replace``, its new payload."""
         job_id, token = split_token(claim)
-        payload = envelope.encode() if envelope is not None else ""
+        payload = envelope.encode() if envelope is not None and replace else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day()))
 
@@ -275,8 +286,8 @@ class RedisAdapter(Adapter):
             self._trim_dead()
 
     def release(self, claims: Sequence[Claim]) -> None:
-        for claim in reversed(claims):  # each goes to the front: the last first
-            self._move(claim, "front", 0, None)
+        for claim in reversed(claims):  # each goes to the front: the last first, its payload unchanged
+            self._move(claim, "front", 0, claim.envelope, replace=False)
 
     def _trim_dead(self) -> int:
         cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400

@@ -1,7 +1,8 @@
 """The Redis data model, one place (see docs/redis.md). ``P`` is ``REDIS_PREFIX``.
 
     P:payloads            HASH  job_id -> envelope bytes (every job not finished)
-    P:meta                HASH  job_id -> "priority|queue"
+    P:meta                HASH  job_id -> "priority|queue" of jobs scheduled, retrying or dead (and
+                                raw ones); a job enqueued ready has none (scripts/lib/place.lua)
     P:queues              SET   queue names seen
     P:prios:<queue>       ZSET  priorities with ready jobs (score -priority: highest first)
     P:q:<queue>:<prio>    LIST  ready job ids, FIFO (released/recovered jobs pushed to the head)

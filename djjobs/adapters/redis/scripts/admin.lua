@@ -12,9 +12,8 @@ local function locate(id)
   return nil
 end
 local function split(id)
-  local meta = redis.call('HGET', p .. ':meta', id) or '0|default'
-  local sep = string.find(meta, '|', 1, true)
-  return string.sub(meta, 1, sep - 1), string.sub(meta, sep + 1)
+  local prio, queue = place(p, id)
+  return prio or '0', queue or 'default'
 end
 for i = 4, #ARGV do
   local id = ARGV[i]
@@ -24,6 +23,7 @@ for i = 4, #ARGV do
     local prio, queue = split(id)
     redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
     redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
+    redis.call('SADD', p .. ':queues', queue)
     n = n + 1
   elseif action == 'kill' and (state == 'scheduled' or state == 'retry') then
     redis.call('ZREM', p .. ':' .. state, id)

@@ -1,13 +1,13 @@
--- Store a batch of jobs for ONE queue and priority: payloads and meta, then ready
--- (appended to the queue's list in order) or scheduled (sorted set by run_at).
+-- Store a batch of jobs for ONE queue and priority: payloads, then ready (appended to
+-- the queue's list in order) or scheduled (sorted set by run_at, and their place in P:meta,
+-- which promotion reads; a ready job's place is the list it is in: scripts/lib/place.lua).
 -- ARGV: prefix, queue, priority, scheduled ('1' or ''), then per job:
 --   ready: job_id, payload (pairs: the payload hash takes them as they come);
 --   scheduled: job_id, run_at, payload.
 local p, queue, prio, scheduled = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local meta = prio .. '|' .. queue
-local metas, ids, zs = {}, {}, {}
+local ids, zs = {}, {}
 if scheduled then
-  local payloads = {}
+  local payloads, metas, meta = {}, {}, prio .. '|' .. queue
   for i = 5, #ARGV, 3 do
     local id = ARGV[i]
     payloads[#payloads + 1] = id
@@ -18,16 +18,11 @@ if scheduled then
     zs[#zs + 1] = id
   end
   redis.call('HSET', p .. ':payloads', unpack(payloads))
+  redis.call('HSET', p .. ':meta', unpack(metas))
 else
-  for i = 5, #ARGV, 2 do
-    local id = ARGV[i]
-    metas[#metas + 1] = id
-    metas[#metas + 1] = meta
-    ids[#ids + 1] = id
-  end
+  for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
   redis.call('HSET', p .. ':payloads', unpack(ARGV, 5))
 end
-redis.call('HSET', p .. ':meta', unpack(metas))
 redis.call('SADD', p .. ':queues', queue)
 if scheduled then
   redis.call('ZADD', p .. ':scheduled', unpack(zs))

@@ -3,8 +3,7 @@
 local p, id = ARGV[1], ARGV[2]
 local payload = redis.call('HGET', p .. ':payloads', id)
 if not payload then return {} end
-local meta = redis.call('HGET', p .. ':meta', id) or '0|'
-local queue = string.sub(meta, string.find(meta, '|', 1, true) + 1)
+local _, queue = place(p, id, payload)
 for _, state in ipairs({'running', 'scheduled', 'retry', 'dead'}) do
   local score = redis.call('ZSCORE', p .. ':' .. state, id)
   if score then return {state, score, payload, queue} end

@@ -32,8 +32,8 @@ for _, m in ipairs(members) do
   if filtered then
     payload = redis.call('HGET', p .. ':payloads', m[1]) or ''
     if queue ~= '' and state ~= 'ready' then
-      local meta = redis.call('HGET', p .. ':meta', m[1]) or ''
-      keep = string.sub(meta, string.find(meta, '|', 1, true) or 0) == '|' .. queue
+      local _, q = place(p, m[1], payload)
+      keep = q == queue
     end
     keep = keep and matches(m[1], payload)
   end

@@ -9,11 +9,12 @@ redis.call('HDEL', p .. ':leases', id)
 redis.call('ZREM', p .. ':running', id)
 if payload ~= '' then redis.call('HSET', p .. ':payloads', id, payload) end
 if queue == '' then
-  local meta = redis.call('HGET', p .. ':meta', id) or '0|default'
-  local sep = string.find(meta, '|', 1, true)
-  prio, queue = string.sub(meta, 1, sep - 1), string.sub(meta, sep + 1)
+  prio, queue = place(p, id)
+  prio, queue = prio or '0', queue or 'default'
 end
-redis.call('HSET', p .. ':meta', id, prio .. '|' .. queue)
+if target ~= 'front' or redis.call('HEXISTS', p .. ':meta', id) == 1 then
+  redis.call('HSET', p .. ':meta', id, prio .. '|' .. queue)  -- read by promotion and the admin
+end
 if target == 'front' then
   redis.call('LPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
   redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
