@@ -49,14 +49,15 @@ def test_bulk_enqueue_is_one_round_trip(redis_adapter, monkeypatch):
 
 def test_single_enqueue_is_one_command(redis_adapter, monkeypatch):
     redis_adapter.enqueue(env())  # connects (HELLO, CLIENT SETINFO) once per thread
-    commands = []
+    sent = []  # every command written to a socket goes through send_packed_command
     conn_class = type(redis_adapter._conn())
-    monkeypatch.setattr(conn_class, "send_command",
-                        lambda self, *a, _orig=conn_class.send_command, **k: (commands.append(a[0]), _orig(self, *a, **k))[1])
+    monkeypatch.setattr(conn_class, "send_packed_command",
+                        lambda self, packed, *a, _orig=conn_class.send_packed_command, **k:
+                        (sent.append(b"".join(packed) if isinstance(packed, list) else packed), _orig(self, packed, *a, **k))[1])
     monkeypatch.setattr(redis.Redis, "execute_command",
-                        lambda self, *a, _orig=redis.Redis.execute_command, **k: (commands.append(a[0]), _orig(self, *a, **k))[1])
+                        lambda self, *a, _orig=redis.Redis.execute_command, **k: (sent.append(a[0]), _orig(self, *a, **k))[1])
     redis_adapter.enqueue(env())
-    assert commands == ["EVALSHA"]
+    assert len(sent) == 1 and sent[0].startswith(b"*") and b"\r\nEVALSHA\r\n" in sent[0][:30]
 
 
 def test_a_django_redis_cache_connection_is_reused(redis_url):

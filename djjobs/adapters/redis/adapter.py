@@ -26,6 +26,11 @@ from typing import Iterable, Sequence
 import orjson
 import redis
 
+try:  # redis-py's own packer checks every argument's type first: twice the time on a 1,000-job bulk
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - hiredis comes with djjobs[redis]
+    _pack = None
+
 from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
 from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none, fenced_claim,
@@ -96,10 +101,14 @@ class RedisAdapter(Adapter):
         the pool's per-call bookkeeping (the enqueue and ack hot paths). Reloads a
         script Redis forgot (restart without persistence) and reconnects once."""
         script = self.scripts[name]
+        command = ("EVALSHA", script.sha, 0, self.keys.prefix, *args)
         for attempt in (1, 2):
             conn = self._conn()
             try:
-                conn.send_command("EVALSHA", script.sha, 0, self.keys.prefix, *args)
+                if _pack is None:
+                    conn.send_command(*command)
+                else:  # our arguments are str, bytes and int only, which hiredis packs as redis-py would
+                    conn.send_packed_command([_pack(command)])
                 return conn.read_response()
             except redis.exceptions.NoScriptError:
                 conn.send_command("SCRIPT", "LOAD", script.script)
@@ -109,7 +118,7 @@ class RedisAdapter(Adapter):
                 if attempt == 2:
                     raise
         conn = self._conn()
-        conn.send_command("EVALSHA", script.sha, 0, self.keys.prefix, *args)
+        conn.send_command(*command)
         return conn.read_response()
 
     def _conn(self):
