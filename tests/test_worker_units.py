@@ -84,6 +84,39 @@ def test_shutdown_hands_back_prefetched_jobs_at_once(memory_adapter):
     assert [c.envelope.job_id for c in memory_adapter.fetch(["default"], 3, 0, "w")] == [j.job_id for j in jobs]
 
 
+def test_the_supervisor_hears_of_claims_that_outlive_the_tell_interval_only(memory_adapter):
+    import io
+    import time
+
+    import orjson
+
+    from djjobs.envelope import Envelope
+    memory_adapter.enqueue_many([Envelope("tests.Nothing") for _ in range(3)])
+    worker = _worker(memory_adapter)
+    worker.pipe = io.BytesIO()
+    quick, slow, late = memory_adapter.fetch(["default"], 3, 0, worker.worker_id)
+
+    def told():
+        lines = worker.pipe.getvalue().splitlines()
+        worker.pipe.seek(0)
+        worker.pipe.truncate()
+        return [(sorted(c["key"] for c in m["claims"]), sorted(m["done"])) for m in map(orjson.loads, lines)]
+
+    assert worker._tell_every == min(0.5, memory_adapter.setting("LEASE_SECONDS") / 8)
+    worker._told_at = time.monotonic()
+    worker._sync([quick, slow], [])
+    worker._tell()
+    assert told() == []  # told less than _tell_every ago: wait
+    worker._sync([], [quick])  # finished before anyone was told: never told at all
+    worker._told_at -= worker._tell_every
+    worker._tell()
+    assert told() == [([slow.key], [])]
+    worker._sync([late], [slow])
+    worker._tell(force=True)  # shutdown does not wait
+    assert told() == [([late.key], [slow.key])]
+    worker._tell(force=True)
+    assert told() == []  # nothing new, nothing sent
+
 class QueryJob(Job):
     """Opens a database connection in the job thread (tests only)."""
     def perform(self):

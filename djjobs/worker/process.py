@@ -42,6 +42,7 @@ from .timeouts import Watchdog
 
 logger = logging.getLogger("djjobs")
 GATHER_SECONDS = 0.001
+TELL_SECONDS = 0.5  # at most this long (and an eighth of the lease) before the supervisor hears of a claim
 IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connections before a job
 
 
@@ -74,6 +75,11 @@ class WorkerProcess:
         self.quiet = threading.Event()
         self._signals = 0
         self.watchdog = Watchdog(on_stuck=lambda: os._exit(3))
+        # Claims not told to the supervisor yet, and told ones finished since (see _tell).
+        self._untold: dict[str, Claim] = {}
+        self._untold_done: list[str] = []
+        self._told_at = 0.0
+        self._tell_every = min(TELL_SECONDS, float(self.adapter.setting("LEASE_SECONDS")) / 8)
 
     # --- lifecycle -----------------------------------------------------
     def install_signals(self) -> None:
@@ -113,6 +119,7 @@ class WorkerProcess:
         tracked, its lease renewed, until that call has acknowledged it."""
         backoff, was_quiet = 0.0, False
         while not self.stopping.is_set():
+            self._tell()
             quiet = self.quiet.is_set()
             free = 0 if quiet else self._acquire_free()
             if quiet:
@@ -200,7 +207,7 @@ class WorkerProcess:
         self._collect_finished()
         capacity = self._capacity()
         if self._busy >= capacity:
-            self._collect_finished(timeout=0.5)
+            self._collect_finished(timeout=min(0.5, self._tell_every))
             capacity = self._capacity()
             if self._busy >= capacity:
                 return 0
@@ -300,12 +307,32 @@ class WorkerProcess:
 
     # --- claims shared with the supervisor ------------------------------------
     def _sync(self, claims: list[Claim], done: list[Claim]) -> None:
-        """Tell the supervisor, in one message, the claims to renew from now on and the
-        ones to stop renewing (acknowledged, reported or handed back)."""
+        """Note the claims the supervisor must renew from now on and the ones it may stop
+        renewing (acknowledged, reported or handed back); :meth:`_tell` sends them."""
         with self._claims_lock:
             for claim in done:
                 self.claims.pop(claim.key, None)
-        self._send({"event": "sync", "done": [c.key for c in done], "claims": [
+                if self._untold.pop(claim.key, None) is None:
+                    self._untold_done.append(claim.key)
+            for claim in claims:
+                self._untold[claim.key] = claim
+
+    def _tell(self, force: bool = False) -> None:
+        """Send the supervisor what :meth:`_sync` noted, at most every ``_tell_every``
+        seconds (fetch loop only). A lease lasts LEASE_SECONDS and the supervisor renews
+        every quarter of it, so a claim told within an eighth is renewed in time; a job
+        that finishes before then is never told at all, which spares a message, a pipe
+        write and a supervisor wake-up per batch of short jobs."""
+        if not (self._untold or self._untold_done):
+            return
+        now = time.monotonic()
+        if not force and now - self._told_at < self._tell_every:
+            return
+        self._told_at = now
+        with self._claims_lock:
+            claims, self._untold = list(self._untold.values()), {}
+            done, self._untold_done = self._untold_done, []
+        self._send({"event": "sync", "done": done, "claims": [
             {"key": c.key, "token": _jsonable(c.token), "job": c.envelope.job if c.envelope else None,
              "queue": c.envelope.queue if c.envelope else None,
              "job_id": c.envelope.job_id if c.envelope else None, "lease_until": c.lease_until}
@@ -370,6 +397,7 @@ class WorkerProcess:
         if left:
             logger.warning("Shutdown timeout: releasing %d unfinished job(s) to their queues", len(left))
             self._release(left)
+        self._tell(force=True)
         self._send({"event": "stopped"})
         return len(left)
 
