@@ -153,6 +153,18 @@ def test_every_move_keeps_the_job_in_its_own_queue_and_priority(adapter):
     assert fetch_ids(adapter, ["mail"]) == [low.job_id]
 
 
+
+def test_a_retry_into_another_queue_is_counted_there_once_promoted(adapter):
+    job = env()
+    adapter.enqueue(job)
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    adapter.retry(claim, claim.envelope.copy(queue="elsewhere"), adapter.clock() + 5)  # retry_on(queue=...)
+    adapter.clock.advance(6)
+    adapter.promote_due()
+    assert [(q.name, q.size) for q in adapter.queues() if q.name == "elsewhere"] == [("elsewhere", 1)]
+    assert adapter.counts().enqueued == 1
+    assert fetch_ids(adapter, ["elsewhere"]) == [job.job_id]
+
 def test_an_undecodable_payload_keeps_the_queue_it_was_stored_in(adapter):
     adapter.enqueue_raw(b"\x00not json", "rawq")
     [claim] = adapter.fetch(["rawq"], 1, 0, W)
