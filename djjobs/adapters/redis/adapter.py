@@ -162,12 +162,10 @@ class RedisAdapter(Adapter):
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
-        prio, job_id = str(env.priority if env else 0), env.job_id if env else uuid.uuid4().hex
-        # Its place goes in P:meta, as for a scheduled job: the payload may not say it, or may
-        # say another (scripts/lib/place.lua). Written first: an entry left by a failed enqueue
-        # is harmless, a job without one would be misplaced.
-        self.client.hset(self.keys.meta, job_id, f"{prio}|{queue}")
-        self.run("enqueue", queue, prio, "", job_id, bytes(raw))
+        # Mode 'raw': its place goes in P:meta, in the same script, as for a scheduled job:
+        # the payload may not say it, or may say another (scripts/lib/place.lua).
+        self.run("enqueue", queue, str(env.priority if env else 0), "raw", env.job_id if env else uuid.uuid4().hex,
+                 bytes(raw))
 
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,

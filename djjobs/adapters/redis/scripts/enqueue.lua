@@ -1,7 +1,8 @@
 -- Store a batch of jobs for ONE queue and priority: payloads, then ready (appended to
 -- the queue's list in order) or scheduled (sorted set by run_at, and their place in P:meta,
 -- which promotion reads; a ready job's place is the list it is in: scripts/lib/place.lua).
--- ARGV: prefix, queue, priority, scheduled ('1' or ''), then per job:
+-- ARGV: prefix, queue, priority, mode ('1' scheduled, '' ready, 'raw' ready with a P:meta
+-- entry: enqueue_raw's payload may not say where it belongs), then per job:
 --   ready: job_id, payload (pairs: the payload hash takes them as they come);
 --   scheduled: job_id, run_at, payload.
 local p, queue, prio, scheduled = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
@@ -22,6 +23,9 @@ if scheduled then
 else
   for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
   redis.call('HSET', p .. ':payloads', unpack(ARGV, 5))
+  if ARGV[4] == 'raw' then
+    for _, id in ipairs(ids) do redis.call('HSET', p .. ':meta', id, prio .. '|' .. queue) end
+  end
 end
 redis.call('SADD', p .. ':queues', queue)
 if scheduled then
