@@ -1,8 +1,11 @@
 """Worker pieces that need no process: queue order, argument parsing, prefetch, hand-back, connections."""
 import collections
+import io
 import random
 import threading
+import time
 
+import orjson
 import pytest
 
 from djjobs import Job
@@ -85,11 +88,6 @@ def test_shutdown_hands_back_prefetched_jobs_at_once(memory_adapter):
 
 
 def test_the_supervisor_hears_of_claims_that_outlive_the_tell_interval_only(memory_adapter):
-    import io
-    import time
-
-    import orjson
-
     from djjobs.envelope import Envelope
     memory_adapter.enqueue_many([Envelope("tests.Nothing") for _ in range(3)])
     worker = _worker(memory_adapter)
