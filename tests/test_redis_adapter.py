@@ -103,6 +103,25 @@ def test_concurrent_promotion_moves_each_job_once(redis_url, clock):
     assert adapters[0].counts().enqueued == 3000 and adapters[0].counts().scheduled == 0
 
 
+def test_the_keys_every_claim_writes_keep_their_hash_table_encoding_and_hide_the_anchor(redis_adapter, clock):
+    """Small hashes and sorted sets are listpacks, where every write scans the key
+    (scripts/lib/anchor.lua): one anchor entry keeps the running set, leases and meta in
+    the hash-table encodings, and no count, listing or lease query sees it."""
+    redis_adapter.clock = clock
+    redis_adapter.enqueue(job := env())
+    claims = redis_adapter.fetch(["default"], 5, 0, "w")
+    client, keys = redis_adapter.client, redis_adapter.keys
+    assert client.object("encoding", keys.running) == b"skiplist"
+    assert client.object("encoding", keys.leases) == client.object("encoding", keys.meta) == b"hashtable"
+    assert redis_adapter.counts().busy == 1
+    assert [r.job_id for r in redis_adapter.jobs("running").items] == [job.job_id]
+    redis_adapter.complete(claims)
+    assert redis_adapter.counts().busy == 0 and redis_adapter.jobs("running").total == 0
+    assert client.object("encoding", keys.running) == b"skiplist"  # never emptied, so never a listpack again
+    clock.advance(10 * 365 * 86400)
+    assert redis_adapter.recover_expired() == 0 and client.zcard(keys.running) == 1
+
+
 # --- hand-off to an idle fetcher ---------------------------------------------------
 
 def _registered(adapter, worker_id):
@@ -130,6 +149,7 @@ def test_an_enqueue_hands_its_job_to_an_idle_fetcher_without_a_claim(redis_adapt
     redis_adapter.complete(got)  # the hand-off lease token fences the ack like any claim's
     counts = redis_adapter.counts()
     assert (counts.busy, counts.processed) == (0, 1)
+    assert redis_adapter.client.object("encoding", redis_adapter.keys.running) == b"skiplist"  # anchored
 
 
 def test_a_job_handed_but_not_received_comes_back_when_the_fetcher_stops_waiting(redis_adapter):

@@ -400,8 +400,9 @@ class RedisAdapter(Adapter):
             for key in (self.keys.stat("processed"), self.keys.stat("failed"), self.keys.stat("processed", day),
                         self.keys.stat("failed", day)):
                 pipe.get(key)
-            for key in (self.keys.scheduled, self.keys.retry, self.keys.dead, self.keys.running):
+            for key in (self.keys.scheduled, self.keys.retry, self.keys.dead):
                 pipe.zcard(key)
+            pipe.zcount(self.keys.running, "-inf", "(inf")  # not the anchor (scripts/lib/anchor.lua)
             values = pipe.execute()
         stats = [int(v or 0) for v in values[:4]]
         enqueued = sum(size for size, _ in self._sizes(self._queue_names()).values())

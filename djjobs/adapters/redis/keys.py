@@ -11,6 +11,8 @@
     P:dead                ZSET  job_id by failed_at         (capped: DEAD_MAX_JOBS, DEAD_MAX_DAYS)
     P:running             ZSET  job_id by lease expiry      (claimed by a worker)
     P:leases              HASH  job_id -> lease token       (fences acks of a recovered job)
+    (P:running, P:leases and P:meta also hold an anchor entry that keeps them out of Redis's
+     listpack encoding: scripts/lib/anchor.lua)
     P:paused              SET   paused queue names
     P:workers             ZSET  worker_id by last heartbeat; P:worker:<id> STRING JSON info
     P:stat:processed|failed[:<day>]  counters (daily ones expire after 400 days)

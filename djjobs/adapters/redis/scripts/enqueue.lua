@@ -59,6 +59,7 @@ if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. qu
       local id = ids[first]
       local message = token .. ':' .. #id .. ':' .. id .. ARGV[4 + 2 * first]
       if redis.call('PUBLISH', p .. ':hand:' .. wid, message) > 0 then
+        if first == 1 then anchor(p) end
         redis.call('ZADD', p .. ':running', lease_until, id)
         redis.call('HSET', p .. ':leases', id, token)
         redis.call('SADD', p .. ':handed:' .. wid, id)

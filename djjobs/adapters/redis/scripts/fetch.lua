@@ -73,6 +73,7 @@ for qi = acks_end + 1, #ARGV do
   end
 end
 if got > 0 then
+  anchor(p)
   call_in_slices('ZADD', p .. ':running', running, 2)
   call_in_slices('HSET', p .. ':leases', leases, 2)
 end

@@ -1,0 +1,15 @@
+-- Prepended to the scripts that call it (adapter.py). Redis keeps a small hash or sorted
+-- set (by default up to 128 entries of up to 64 bytes) in its compact listpack encoding,
+-- where every write scans the whole key, and a sorted set's float scores are parsed
+-- again at each step of the scan: a ZADD of 22 claims into a running set of 88 took
+-- 460 µs, against 15 µs in the skiplist encoding (HSET of their leases: 43 µs against
+-- 5.5). So the keys every claim and acknowledgement writes hold one entry longer than
+-- 64 bytes, the anchor: Redis then keeps them in the hash-table encodings, never converts
+-- them back while they exist, and the anchor keeps them from emptying. Its score is +inf,
+-- so no lease query sees it; counts and listings leave it out.
+local ANCHOR = '~djjobs anchor: keeps this key in the hash-table encoding of Redis; not a job~'
+local function anchor(p)
+  if not redis.call('ZSCORE', p .. ':running', ANCHOR) then redis.call('ZADD', p .. ':running', 'inf', ANCHOR) end
+  if redis.call('HEXISTS', p .. ':leases', ANCHOR) == 0 then redis.call('HSET', p .. ':leases', ANCHOR, '') end
+  if redis.call('HEXISTS', p .. ':meta', ANCHOR) == 0 then redis.call('HSET', p .. ':meta', ANCHOR, '') end
+end
