@@ -49,27 +49,42 @@ def test_prefetch_follows_the_recent_finish_rate_and_is_capped(memory_adapter):
     assert worker._capacity() == 4  # nothing finished yet: one claim per thread
     worker._busy = 7
     for _ in range(7):
-        worker._finished.put((None, 0.001))
+        worker._finish(None, 0.001)
     worker._collect_finished()
     assert (worker._busy, worker._capacity()) == (0, 4 + 7)
     worker._busy = 30
     for _ in range(30):
-        worker._finished.put((None, 0.001))
+        worker._finish(None, 0.001)
     worker._collect_finished()
     assert worker._capacity() == 4 + 16  # at most 4 x concurrency ahead
     now[0] += 0.051
     assert worker._capacity() == 4  # the finishes left the window: long jobs are not claimed ahead
     worker._busy = 10
     for _ in range(10):  # many finishing at once, but each took a second: still no prefetch
-        worker._finished.put((None, 1.0))
+        worker._finish(None, 1.0)
     worker._collect_finished()
     assert worker._recent == 10 and worker._capacity() == 4
     off = _worker(memory_adapter, prefetch_seconds=0)
     off._busy = 4
     for _ in range(4):
-        off._finished.put((None, 0.001))
+        off._finish(None, 0.001)
     off._collect_finished()
     assert off._capacity() == 4 and not off._finishes  # nothing recorded: nothing to prune
+
+
+def test_the_fetch_loop_is_woken_once_per_batch_not_once_per_job(memory_adapter):
+    worker = _worker(memory_adapter)
+    worker._busy = 5
+    worker._wake_at = 3  # as armed by a wait for three finished jobs
+    worker._finish(None, 0.001)
+    worker._finish(None, 0.001)
+    assert worker._wake.locked() and worker._wake_at == 3  # two finishes: the loop sleeps on
+    worker._finish(None, 0.001)
+    assert not worker._wake.locked() and worker._wake_at == 0  # the third wakes it, once
+    worker._finish(None, 0.001)
+    assert not worker._wake.locked()
+    worker._collect_finished(timeout=30, want=2)  # enough already finished: no wait
+    assert worker._busy == 1 and worker._wake_at == 0
 
 
 def test_shutdown_hands_back_prefetched_jobs_at_once(memory_adapter):

@@ -57,12 +57,17 @@ class WorkerProcess:
         self.pipe, self._pipe_lock = pipe, threading.Lock()
         self.claims: dict[str, Claim] = {}
         self._claims_lock = threading.Lock()
-        # Hand-offs are C-level SimpleQueues (no Python-level locks on the per-job path):
-        # claims go to the job threads through _ready; each finished job puts one
-        # entry in _finished, which the fetch loop counts as a free thread.
+        # Claims go to the job threads through _ready, a C-level SimpleQueue (no Python-level
+        # locks on the per-job path). Each finished job appends one entry to _finished, which
+        # the fetch loop counts as a free thread: (the claim when it is to be acked, else
+        # None; how long it ran). The fetch loop waits for as many finished jobs as it needs
+        # (_wait_finished), and only the job that completes that number wakes it: one wake-up
+        # per batch, not one per job (each costs a context switch and a turn at the GIL).
         self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
-        # (the claim when it is to be acked, else None; how long it ran)
-        self._finished: queue.SimpleQueue[tuple[Claim | None, float]] = queue.SimpleQueue()
+        self._finished: collections.deque[tuple[Claim | None, float]] = collections.deque()
+        self._wake_at = 0  # while the fetch loop waits: how many entries in _finished wake it
+        self._wake = threading.Lock()  # held; released by the job that reaches _wake_at
+        self._wake.acquire()
         self._busy = 0  # claimed and not finished: running, or prefetched in _ready
         self.prefetch_seconds = prefetch_seconds
         self._finishes: collections.deque[tuple[float, int]] = collections.deque()  # (when, how many)
@@ -164,18 +169,31 @@ class WorkerProcess:
             if claims or acks:
                 self._sync(claims, acks)
 
-    def _collect_finished(self, timeout: float = 0.0) -> None:
-        """Count the jobs that finished since the last look as free threads, and keep
-        those to acknowledge; wait up to ``timeout`` for one when none has."""
-        finished, acks = self._finished, self._acks
-        block = timeout > 0
-        n = 0
-        while self._busy:
+    def _finish(self, claim: Claim | None, took: float) -> None:
+        """A job thread is free (called by it): wake the fetch loop if it waits for this one."""
+        finished = self._finished
+        finished.append((claim, took))
+        if 0 < self._wake_at <= len(finished):
+            self._wake_at = 0
             try:
-                claim, took = finished.get(timeout=timeout) if block else finished.get_nowait()
-            except queue.Empty:
-                break
-            block = False
+                self._wake.release()
+            except RuntimeError:  # another job thread woke it first
+                pass
+
+    def _collect_finished(self, timeout: float = 0.0, want: int = 1) -> None:
+        """Count the jobs that finished since the last look as free threads, and keep
+        those to acknowledge; if fewer than ``want`` have, wait up to ``timeout`` for
+        them (it may return early, with fewer: callers check what they got)."""
+        finished, acks = self._finished, self._acks
+        if timeout > 0 and self._busy and len(finished) < want:
+            self._wake.acquire(blocking=False)  # a wake-up left over from an earlier wait: not this one's
+            self._wake_at = want
+            if len(finished) < want:  # checked again after arming: no finish is missed
+                self._wake.acquire(timeout=timeout)
+            self._wake_at = 0
+        n = 0
+        while finished:
+            claim, took = finished.popleft()
             self._busy -= 1
             n += 1
             self._took += (took - self._took) / 16  # moving average of job durations
@@ -215,7 +233,10 @@ class WorkerProcess:
         if ahead:
             while (capacity - self._busy) * 2 < ahead and self._ready.qsize() * 2 > self.concurrency:
                 busy = self._busy
-                self._collect_finished(timeout=0.05)
+                # Finishes until half the allowance is free, or (each free thread takes a
+                # prefetched claim) until the threads are about to run dry, whichever is first.
+                want = min((ahead + 1) // 2 - (capacity - busy), self._ready.qsize() - self.concurrency // 2)
+                self._collect_finished(timeout=0.05, want=max(1, want))
                 if self._busy == busy:
                     break
         elif (capacity - self._busy) * 2 < capacity:
@@ -225,7 +246,7 @@ class WorkerProcess:
                 if remaining <= 0:
                     break
                 busy = self._busy
-                self._collect_finished(timeout=remaining)
+                self._collect_finished(timeout=remaining, want=(capacity + 1) // 2 - (capacity - busy))
                 if self._busy == busy:
                     break
         return capacity - self._busy
@@ -262,7 +283,7 @@ class WorkerProcess:
         finally:
             if done is None:
                 self._sync([], [claim])
-            self._finished.put((done, took))
+            self._finish(done, took)
 
     def _report(self, claim: Claim, call, what: str) -> None:
         """Report an outcome, retrying through a broker/database outage while the lease
