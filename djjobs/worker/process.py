@@ -61,7 +61,7 @@ class WorkerProcess:
         # locks on the per-job path). Each finished job appends one entry to _finished, which
         # the fetch loop counts as a free thread: (the claim when it is to be acked, else
         # None; how long it ran). The fetch loop waits for as many finished jobs as it needs
-        # (_wait_finished), and only the job that completes that number wakes it: one wake-up
+        # (_collect_finished), and only the job that completes that number wakes it: one wake-up
         # per batch, not one per job (each costs a context switch and a turn at the GIL).
         self._ready: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._finished: collections.deque[tuple[Claim | None, float]] = collections.deque()
