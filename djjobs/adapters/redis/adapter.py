@@ -35,7 +35,7 @@ from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
 from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none, fenced_claim,
                     orphan_envelope, split_token)
-from .keys import Keys
+from .keys import ANCHOR_SCORE, Keys
 
 SCRIPTS = Path(__file__).with_name("scripts")
 SCAN_LIMIT = 200_000
@@ -402,7 +402,7 @@ class RedisAdapter(Adapter):
                 pipe.get(key)
             for key in (self.keys.scheduled, self.keys.retry, self.keys.dead):
                 pipe.zcard(key)
-            pipe.zcount(self.keys.running, "-inf", "(inf")  # not the anchor (scripts/lib/anchor.lua)
+            pipe.zcount(self.keys.running, "-inf", f"({ANCHOR_SCORE}")  # not the anchor (scripts/lib/anchor.lua)
             values = pipe.execute()
         stats = [int(v or 0) for v in values[:4]]
         enqueued = sum(size for size, _ in self._sizes(self._queue_names()).values())

@@ -26,6 +26,10 @@
 """
 
 
+# The score of the anchor entry in P:running (scripts/lib/anchor.lua): 3000-01-01, after any lease.
+ANCHOR_SCORE = 32503680000
+
+
 class Keys:
     def __init__(self, prefix: str):
         self.prefix = prefix

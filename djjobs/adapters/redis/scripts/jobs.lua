@@ -23,7 +23,7 @@ else
   local cmd = state == 'dead' and 'ZREVRANGE' or 'ZRANGE'
   local raw = redis.call(cmd, p .. ':' .. state, 0, scan_limit - 1, 'WITHSCORES')
   for i = 1, #raw, 2 do
-    if raw[i + 1] ~= 'inf' then members[#members + 1] = {raw[i], raw[i + 1]} end  -- not the anchor (lib/anchor.lua)
+    if not is_anchor(raw[i]) then members[#members + 1] = {raw[i], raw[i + 1]} end
   end
 end
 local filtered = queue ~= '' and state ~= 'ready' or job ~= '' or search ~= ''

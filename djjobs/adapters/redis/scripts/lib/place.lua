@@ -8,8 +8,8 @@
 -- 2**53. Returns nothing for a job that is gone (neither entry nor payload).
 local function place(p, id, payload)
   local meta = redis.call('HGET', p .. ':meta', id)
-  if meta then
-    local sep = string.find(meta, '|', 1, true)
+  local sep = meta and string.find(meta, '|', 1, true)
+  if sep then  -- (an entry without one is not a place: the anchor, lib/anchor.lua)
     return string.sub(meta, 1, sep - 1), string.sub(meta, sep + 1)
   end
   payload = payload or redis.call('HGET', p .. ':payloads', id)
