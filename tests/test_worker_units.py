@@ -158,3 +158,44 @@ def test_a_job_thread_that_used_the_database_closes_its_connection_after_each_jo
     thread.start()
     thread.join(10)
     assert seen == {"kind": "succeeded", "open": False}
+
+
+def test_a_timeout_is_never_raised_into_a_thread_whose_job_already_stopped():
+    """The watchdog decides under its lock, so a job that finishes between the watchdog's
+    look at the deadlines and its raise gets no JobTimeout in whatever its thread does next."""
+    from djjobs.errors import JobTimeout
+    from djjobs.worker.timeouts import Watchdog
+
+    started, done, hit = threading.Event(), threading.Event(), []
+    holder = {}
+
+    class StopsAfterLook(dict):  # the job stops right after check() has listed the deadlines
+        def items(self):
+            listed = list(super().items())
+            super().pop(holder["ident"], None)
+            return listed
+
+    watchdog = Watchdog(on_stuck=lambda: hit.append("stuck"))
+    watchdog._running = StopsAfterLook()
+
+    def job_thread():
+        holder["ident"] = threading.get_ident()
+        watchdog.start(0.001, "SomeJob")
+        started.set()
+        try:
+            for _ in range(2000):  # the thread's later work, in Python bytecode
+                if done.is_set():
+                    break
+                time.sleep(0.001)
+        except JobTimeout:
+            hit.append("JobTimeout")
+
+    thread = threading.Thread(target=job_thread)
+    thread.start()
+    started.wait(5)
+    time.sleep(0.01)  # past the deadline
+    watchdog.check()
+    time.sleep(0.05)  # a raised exception would land within the next bytecodes
+    done.set()
+    thread.join(5)
+    assert hit == [] and not watchdog._running

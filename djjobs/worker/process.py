@@ -318,8 +318,8 @@ class WorkerProcess:
         finally:
             try:
                 self.watchdog.stop()
-            except JobTimeout:
-                pass
+            except JobTimeout:  # raised as the job finished, maybe before its entry was dropped
+                self.watchdog.stop()
             _close_old_connections()  # as Django does after each request: never reuse a broken one
             local.last_job = time.monotonic()
         if outcome is None:  # interrupted outside perform: leave it to the lease, never run twice here

@@ -34,6 +34,10 @@ class Watchdog:
                 self._running[threading.get_ident()] = (time.monotonic() + timeout, description, False)
 
     def stop(self) -> None:
+        """Forget this thread's job. A JobTimeout raised while it stops (the deadline
+        passed as the job finished) may land here, before the entry is gone: the caller
+        catches it and calls ``stop`` again, which cannot be interrupted twice (``check``
+        raises once per entry, under the lock)."""
         if self._running:  # no lock when no job has a timeout (the common case)
             with self._lock:
                 self._running.pop(threading.get_ident(), None)
@@ -44,11 +48,12 @@ class Watchdog:
             items = list(self._running.items())
         for ident, (deadline, description, raised) in items:
             if not raised and now >= deadline:
-                logger.warning("%s exceeded its timeout; raising JobTimeout in its thread", description)
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(JobTimeout))
-                with self._lock:
-                    if ident in self._running:
-                        self._running[ident] = (deadline, description, True)
+                with self._lock:  # only into a thread still running that job, and once: never into later work
+                    if self._running.get(ident) != (deadline, description, False):
+                        continue
+                    logger.warning("%s exceeded its timeout; raising JobTimeout in its thread", description)
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(JobTimeout))
+                    self._running[ident] = (deadline, description, True)
             elif raised and now >= deadline + GRACE:
                 logger.error("%s is still running %.0f s after its timeout (blocked in C code?); "
                              "restarting this worker process", description, GRACE)
