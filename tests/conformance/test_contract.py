@@ -118,7 +118,6 @@ def test_scheduled_job_waits_for_its_time_then_is_promoted_once(adapter):
     assert adapter.counts().scheduled == 0
 
 
-
 def test_every_move_keeps_the_job_in_its_own_queue_and_priority(adapter):
     job, low = env(queue="mail", priority=5, run_at=adapter.clock() + 10), env(queue="mail")
     gone = env(queue="mail", priority=2)
@@ -153,7 +152,6 @@ def test_every_move_keeps_the_job_in_its_own_queue_and_priority(adapter):
     assert fetch_ids(adapter, ["mail"]) == [low.job_id]
 
 
-
 def test_a_retry_into_another_queue_is_counted_there_once_promoted(adapter):
     job = env()
     adapter.enqueue(job)
@@ -165,6 +163,7 @@ def test_a_retry_into_another_queue_is_counted_there_once_promoted(adapter):
     assert adapter.counts().enqueued == 1
     assert fetch_ids(adapter, ["elsewhere"]) == [job.job_id]
 
+
 def test_an_undecodable_payload_keeps_the_queue_it_was_stored_in(adapter):
     adapter.enqueue_raw(b"\x00not json", "rawq")
     [claim] = adapter.fetch(["rawq"], 1, 0, W)
@@ -173,13 +172,16 @@ def test_an_undecodable_payload_keeps_the_queue_it_was_stored_in(adapter):
     [claim] = adapter.fetch(["rawq"], 1, 0, W)
     assert claim.envelope is None and claim.raw == b"\x00not json"
 
+
 def test_complete_forgets_the_job_and_counts_it(adapter):
     adapter.enqueue(env())
     claims = adapter.fetch(["default"], 1, 0, W)
     assert adapter.counts().busy == 1
+    assert [r.job_id for r in adapter.jobs("running").items] == [claims[0].envelope.job_id]
     adapter.complete(claims)
     counts = adapter.counts()
     assert (counts.processed, counts.processed_today, counts.busy, counts.enqueued) == (1, 1, 0, 0)
+    assert adapter.jobs("running").total == 0 and adapter.jobs("running").items == []
     assert adapter.get(claims[0].envelope.job_id) is None
     assert adapter.history(2)[-1][1:] == (1, 0)
 
