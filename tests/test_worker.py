@@ -188,3 +188,24 @@ def test_jobs_trickled_to_idle_processes_run_once_each(backend, start_worker, tm
     assert worker.wait(40) == 0
     assert "ERROR" not in worker.output()
     assert backend.adapter.counts().busy == 0 and backend.adapter.counts().enqueued == 0
+
+
+def test_a_busy_worker_takes_no_jobs_it_has_no_thread_for(backend, start_worker, tmp_path):
+    """A worker whose threads are all busy leaves new jobs in their queue for any other
+    worker. On Redis a fetch that waited while the worker could still prefetch (a job had
+    just finished) stays registered for hand-offs after one arrives; the worker must end
+    that registration once it has no free thread, or later enqueues are handed to it and
+    wait behind its running job (past their lease: recovered and run twice)."""
+    trace = tmp_path / "trace"
+    start_worker("-c", "1")
+    push(backend, RecordJob, str(trace), "quick")
+    wait_for(lambda: lines(trace, "ran"), 30, "the first job")
+    time.sleep(0.2)  # the worker waits in a fetch sized with the prefetch of a job just finished
+    push(backend, RecordJob, str(trace), "long", 3.0)
+    wait_for(lambda: lines(trace, "start"), 10, "the long job to start")
+    time.sleep(0.5)
+    late = push(backend, RecordJob, str(trace), "late")
+    time.sleep(0.2)
+    assert backend.adapter.get(late.job_id).state == "ready", "a job was given to a worker with no free thread"
+    wait_for(lambda: len(lines(trace, "ran")) == 3, 30, "the long and late jobs")
+    assert [r[1] for r in lines(trace, "ran")] == ["quick", "long", "late"]

@@ -225,6 +225,12 @@ class WorkerProcess:
         self._collect_finished()
         capacity = self._capacity()
         if self._busy >= capacity:
+            # No thread for another job, and no fetch until one is free: end an idle
+            # registration the last fetch left in place, or enqueues would go on handing
+            # jobs to this process that nothing reads (they would wait for its threads, and
+            # past their lease, be recovered and run elsewhere while still in this
+            # process' channel). Without a registration this costs nothing.
+            self._stop_waiting()
             self._collect_finished(timeout=min(0.5, self._tell_every))
             capacity = self._capacity()
             if self._busy >= capacity:
@@ -423,8 +429,8 @@ class WorkerProcess:
         return len(left)
 
     def _stop_waiting(self) -> None:
-        """No more fetches (quiet or stopping): jobs handed to the last idle fetch but not
-        received yet were never tracked; they go back to their queues at once."""
+        """No fetch for a while (quiet, stopping, or no free thread): jobs handed to the last
+        idle fetch but not received yet were never tracked; they go back to their queues at once."""
         try:
             unreceived = self.adapter.stop_waiting(self.worker_id)
             if unreceived:
