@@ -68,17 +68,46 @@ class Envelope:
     def from_dict(cls, raw: Any) -> "Envelope":
         if not isinstance(raw, dict) or not isinstance(raw.get("job"), str):
             raise PayloadError(f"Job payload is not a djjobs envelope (no 'job' name): {str(raw)[:120]}")
-        if raw.get("version", VERSION) > VERSION:
-            raise PayloadError(f"Job payload has envelope version {raw['version']}, newer than this djjobs "
+        version = raw.get("version", VERSION)
+        if type(version) is not int:
+            raise PayloadError(f"Job payload has a malformed envelope version: {version!r}")
+        if version > VERSION:
+            raise PayloadError(f"Job payload has envelope version {version}, newer than this djjobs "
                                f"understands ({VERSION}); upgrade djjobs on this worker.")
         try:
             if tuple(raw) == _ORDER:  # as encode() writes it: positional, 4x faster than keywords
-                return cls(*raw.values())
-            if raw.keys() <= _FIELDS:
-                return cls(**raw)
-            return cls(**{k: v for k, v in raw.items() if k in _FIELDS})
+                env = cls(*raw.values())
+            elif raw.keys() <= _FIELDS:
+                env = cls(**raw)
+            else:
+                env = cls(**{k: v for k, v in raw.items() if k in _FIELDS})
         except TypeError as exc:
             raise PayloadError(f"Job payload has malformed fields: {exc}") from None
+        if not env._well_typed():
+            raise PayloadError(f"Job payload has malformed fields: {env._type_errors()}")
+        return env
+
+    def _well_typed(self) -> bool:
+        """The fields every step computes with have their types (a payload written by
+        hand or by another program may not), so a bad one is a PayloadError here, at
+        decoding, and never a TypeError later in lease recovery or a retry."""
+        return (isinstance(self.args, list) and isinstance(self.kwargs, dict) and isinstance(self.queue, str)
+                and type(self.priority) is int and isinstance(self.job_id, str)
+                and type(self.enqueued_at) in (float, int) and (self.run_at is None or type(self.run_at) in (float, int))
+                and type(self.executions) is int and isinstance(self.exception_executions, dict)
+                and type(self.deaths) is int and (self.error is None or isinstance(self.error, dict))
+                and (self.scheduled_at is None or type(self.scheduled_at) in (float, int))
+                and isinstance(self.meta, dict))
+
+    def _type_errors(self) -> str:
+        numbers, optional_numbers = (int, float), (int, float, type(None))
+        expected = {"args": list, "kwargs": dict, "queue": str, "priority": int, "job_id": str,
+                    "enqueued_at": numbers, "run_at": optional_numbers, "executions": int,
+                    "exception_executions": dict, "deaths": int, "error": (dict, type(None)),
+                    "scheduled_at": optional_numbers, "meta": dict}
+        bad = [f"{name} = {getattr(self, name)!r}" for name, types in expected.items()
+               if not isinstance(getattr(self, name), types) or isinstance(getattr(self, name), bool)]
+        return ", ".join(bad)
 
     def copy(self, **changes: Any) -> "Envelope":
         """A shallow copy with ``changes`` applied (dataclasses.replace, without its cost:

@@ -131,3 +131,161 @@ def test_ack_folded_into_the_next_fetch(alias, retention, left):
 
 def test_check_names_a_missing_alias():
     assert DatabaseAdapter({"DATABASE": "nowhere"}).check() == ["DJJOBS['DATABASE'] = 'nowhere' is not in DATABASES."]
+
+
+def _info(worker_id="w"):
+    from djjobs.adapters.base import WorkerInfo
+    return WorkerInfo(worker_id, "host", 1, ["default"], 1, time.time())
+
+
+def test_heartbeat_waits_for_the_write_lock_on_deferred_sqlite(tmp_path):
+    """Without ``transaction_mode = "IMMEDIATE"`` SQLite's transactions are deferred: one
+    that reads before it writes cannot wait for another writer and fails at once with
+    "database is locked". The heartbeat writes first (leases, then the worker row), so it
+    waits for the lock like any write and its renewal is not lost."""
+    import sqlite3
+    connection = connections["default"]
+    options = connection.settings_dict["OPTIONS"]
+    connection.close()
+    connection.settings_dict["OPTIONS"] = {"timeout": 10, "init_command": "PRAGMA journal_mode=WAL;"}
+    try:
+        adapter = DatabaseAdapter({"DATABASE": "default", "LEASE_SECONDS": 60})
+        adapter.heartbeat(_info(), [])  # the worker row exists: the next heartbeat updates it
+        adapter.enqueue(Envelope(job=EchoJob.job_name))
+        [claim] = adapter.fetch(["default"], 1, 0, "w")
+        assert connection.transaction_mode is None  # deferred
+        other = sqlite3.connect(connection.settings_dict["NAME"], timeout=10, isolation_level=None,
+                                check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE djjobs_worker SET pid = 2")
+        committer = threading.Timer(0.5, other.execute, ["COMMIT"])
+        committer.start()
+        try:
+            adapter.heartbeat(_info(), [claim])
+        finally:
+            committer.join()
+            other.close()
+        row = JobRow.objects.using("default").get(job_id=claim.envelope.job_id)
+        assert row.lease_until > time.time() + 50 and [w.pid for w in adapter.workers()] == [1]
+    finally:
+        connection.close()
+        connection.settings_dict["OPTIONS"] = options
+
+
+def test_recovery_leaves_a_lease_renewed_meanwhile(alias, clock):
+    """Recovery reads the expired leases, then moves each job: a heartbeat that renews one
+    in between keeps it running (the move re-checks the expiry), or it would run twice."""
+    adapter = DatabaseAdapter({"DATABASE": alias, "LEASE_SECONDS": 10})
+    adapter.clock = clock
+    adapter.enqueue(Envelope(job=EchoJob.job_name))
+    claims = adapter.fetch(["default"], 1, 0, "w")
+    clock.advance(11)
+    move = adapter._move
+
+    def renewed_first(*args, **kwargs):
+        adapter.heartbeat(_info(), claims)
+        return move(*args, **kwargs)
+
+    adapter._move = renewed_first
+    assert adapter.recover_expired() == 0
+    assert adapter.get(claims[0].envelope.job_id).state == "running"
+    adapter._move = move
+    clock.advance(11)
+    assert adapter.recover_expired() == 1
+
+
+def test_trimming_the_dead_set_keeps_a_job_retried_meanwhile(alias):
+    """The trim reads the oldest dead jobs' ids, then deletes them: one the admin retried
+    in between is ready by then and must stay."""
+    adapter = DatabaseAdapter({"DATABASE": alias, "DEAD_MAX_JOBS": 1})
+    adapter.enqueue_many([Envelope(job=EchoJob.job_name) for _ in range(2)])
+    claims = adapter.fetch(["default"], 2, 0, "w")
+    for claim in claims:
+        adapter._move(claim, "dead", claim.envelope, None, failed=True)
+    oldest = claims[0].envelope.job_id
+    JobRow.objects.using(alias).filter(job_id=oldest).update(updated_at=time.time() - 100)
+    retried = []
+
+    def retry_after_the_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not retried and sql.lstrip().upper().startswith("SELECT") and "ORDER BY" in sql and "updated_at" in sql:
+            retried.append(adapter.retry_now([oldest]))
+        return result
+
+    with connections[alias].execute_wrapper(retry_after_the_read):
+        adapter._trim_dead()
+    assert retried == [1]
+    assert adapter.get(oldest).state == "ready"
+
+
+def test_recovery_sends_a_malformed_payload_to_the_dead_set(alias, clock):
+    """A payload that parses as JSON but has a field of the wrong type (here the version)
+    is a poison payload like any other: recovery moves it to the dead set instead of
+    failing on it at every poll and leaving the jobs behind it running."""
+    adapter = DatabaseAdapter({"DATABASE": alias, "LEASE_SECONDS": 10})
+    adapter.clock = clock
+    bad = Envelope(job=EchoJob.job_name).encode().replace(b'"version":1', b'"version":"1"')
+    adapter.enqueue_raw(bad, "default")
+    adapter.enqueue(Envelope(job=EchoJob.job_name))
+    claims = adapter.fetch(["default"], 2, 0, "w")
+    assert sorted(c.envelope is None for c in claims) == [False, True]
+    clock.advance(11)
+    assert adapter.recover_expired() == 2
+    counts = adapter.counts()
+    assert (counts.dead, counts.enqueued, counts.busy) == (1, 1, 0)
+
+
+def test_heartbeat_skips_a_row_an_acknowledgement_holds():
+    """PostgreSQL: the heartbeat's renewal and a worker's acknowledgement lock the same
+    rows in different orders; the renewal skips a locked row instead of waiting for it
+    (waiting could deadlock). The job is finishing; the next heartbeat renews it if not."""
+    require_postgres()
+    import psycopg
+    adapter = DatabaseAdapter({"DATABASE": "postgres", "LEASE_SECONDS": 60})
+    adapter.enqueue_many([Envelope(job=EchoJob.job_name) for _ in range(2)])
+    held, free = adapter.fetch(["default"], 2, 0, "w")
+    params = connections["postgres"].get_connection_params()
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params) as other:
+        other.execute("SELECT 1 FROM djjobs_job WHERE job_id = %s FOR UPDATE", [held.envelope.job_id])
+        before = {r.job_id: r.lease_until for r in JobRow.objects.using("postgres").all()}
+        beat = threading.Thread(target=lambda: (adapter.heartbeat(_info(), [held, free]),
+                                                connections["postgres"].close()))
+        beat.start()
+        beat.join(10)
+        blocked = beat.is_alive()
+        other.rollback()
+    beat.join(10)
+    assert not blocked, "the heartbeat waited for a row lock"
+    after = {r.job_id: r.lease_until for r in JobRow.objects.using("postgres").all()}
+    assert after[held.envelope.job_id] == before[held.envelope.job_id]
+    assert after[free.envelope.job_id] > before[free.envelope.job_id]
+
+
+def test_check_asks_for_read_committed_on_postgres():
+    require_postgres()
+    import psycopg
+    options = connections["postgres"].settings_dict.setdefault("OPTIONS", {})
+    try:
+        options["isolation_level"] = psycopg.IsolationLevel.SERIALIZABLE
+        [problem] = DatabaseAdapter({"DATABASE": "postgres"}).check()
+        assert "isolation_level SERIALIZABLE" in problem and "READ COMMITTED" in problem
+        options["isolation_level"] = psycopg.IsolationLevel.READ_COMMITTED
+        assert DatabaseAdapter({"DATABASE": "postgres"}).check() == []
+    finally:
+        options.pop("isolation_level", None)
+
+
+def test_check_advises_immediate_transactions_on_sqlite():
+    from django.core.checks import Warning
+    from djjobs.checks import check_settings
+    options = connections["default"].settings_dict["OPTIONS"]
+    assert DatabaseAdapter({"DATABASE": "default"}).advice() == []
+    connections["default"].settings_dict["OPTIONS"] = {k: v for k, v in options.items() if k != "transaction_mode"}
+    try:
+        from django.test import override_settings
+        with override_settings(DJJOBS={"ADAPTER": "database"}):
+            [warning] = check_settings()
+        assert isinstance(warning, Warning) and warning.id == "djjobs.W002" and "IMMEDIATE" in warning.msg
+    finally:
+        connections["default"].settings_dict["OPTIONS"] = options

@@ -189,7 +189,9 @@ class DatabaseAdapter(Adapter):
         return f"DELETE FROM djjobs_job WHERE {fenced}", pairs
 
     def _move(self, claim: Claim, state: str, envelope: Envelope | None, run_at: float | None,
-              position: int | None = None, failed: bool | None = None) -> bool:
+              position: int | None = None, failed: bool | None = None, expired_before: float | None = None) -> bool:
+        """Move a claimed job out of running, fenced by its lease token (and, for lease
+        recovery, by the lease still being expired)."""
         job_id, token = split_token(claim)
         now = self.clock()
         sets = ["state = %s", "run_at = %s", "updated_at = %s", "lease_owner = NULL", "lease_token = NULL",
@@ -201,9 +203,11 @@ class DatabaseAdapter(Adapter):
         if position is not None:
             sets.append("position = %s")
             params.append(position)
+        where, fence = "job_id = %s AND lease_token = %s AND state = 'running'", [job_id, token]
+        if expired_before is not None:
+            where, fence = f"{where} AND lease_until < %s", [*fence, expired_before]
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            cursor.execute(f"UPDATE djjobs_job SET {', '.join(sets)} WHERE job_id = %s AND lease_token = %s "
-                           "AND state = 'running'", [*params, job_id, token])
+            cursor.execute(f"UPDATE djjobs_job SET {', '.join(sets)} WHERE {where}", [*params, *fence])
             moved = cursor.rowcount == 1
             if moved and failed is not None:
                 self._count(cursor, failed, 1, now)
@@ -246,17 +250,27 @@ class DatabaseAdapter(Adapter):
             self._move(claim, "ready", None, None, position=-self._us())
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        """Renew the leases, then upsert the worker's row: writes only, leases first. On
+        SQLite a transaction that read before writing cannot wait for the write lock (it
+        fails at once with "database is locked" unless transactions are IMMEDIATE), and a
+        lost renewal can let a long job's lease expire and the job run twice. On
+        PostgreSQL the renewal skips rows an acknowledgement has locked (that job is
+        finishing; the next heartbeat renews it if the acknowledgement rolls back), so
+        the two never wait for each other in opposite orders (a deadlock)."""
         from ...models import WorkerRow
         now = self.clock()
         lease_until = now + self.setting("LEASE_SECONDS")
         with transaction.atomic(using=self.alias):
-            WorkerRow.objects.using(self.alias).update_or_create(worker_id=worker.worker_id, defaults=dict(
-                host=worker.host, pid=worker.pid, queues=list(worker.queues), concurrency=worker.concurrency,
-                started_at=worker.started_at, heartbeat_at=now, busy=list(worker.busy)))
             if claims:
                 fenced, pairs = _fenced(claims)
                 with self.cursor() as cursor:
-                    cursor.execute(f"UPDATE djjobs_job SET lease_until = %s WHERE {fenced}", [lease_until, *pairs])
+                    cursor.execute(self.dialect.renew_sql(fenced), [lease_until, *pairs])
+            WorkerRow.objects.using(self.alias).bulk_create(
+                [WorkerRow(worker_id=worker.worker_id, host=worker.host, pid=worker.pid, queues=list(worker.queues),
+                           concurrency=worker.concurrency, started_at=worker.started_at, heartbeat_at=now,
+                           busy=list(worker.busy))],
+                update_conflicts=True, unique_fields=["worker_id"],
+                update_fields=["host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "busy"])
         for claim in claims:
             claim.lease_until = lease_until
 
@@ -269,15 +283,16 @@ class DatabaseAdapter(Adapter):
         now = self.clock()
         recovered = 0
         expired = list(JobRow.objects.using(self.alias).filter(state="running", lease_until__lt=now)
-                       .values_list("job_id", "lease_token", "payload")[:100])
+                       .order_by("lease_until").values_list("job_id", "lease_token", "payload")[:100])
         for job_id, token, payload in expired:
             env = decode_or_none(bytes(payload))
             fate, env = orphan_envelope(env, now) if env else ("dead", None)
             claim = Claim(env, bytes(payload), f"{token}:{job_id}", "", 0)
+            # expired_before: a renewal that landed since the SELECT keeps the job where it is
             if fate == "requeue":
-                recovered += self._move(claim, "ready", env, None, position=-self._us(now))
+                recovered += self._move(claim, "ready", env, None, position=-self._us(now), expired_before=now)
             else:
-                recovered += self._move(claim, "dead", env, None, failed=True)
+                recovered += self._move(claim, "dead", env, None, failed=True, expired_before=now)
         lease = self.setting("LEASE_SECONDS")
         WorkerRow.objects.using(self.alias).filter(heartbeat_at__lt=now - lease).delete()
         return recovered
@@ -308,7 +323,7 @@ class DatabaseAdapter(Adapter):
         if excess > 0:
             ids = list(jobs.filter(state="dead").order_by("updated_at", "id").values_list("id", flat=True)
                        [:min(excess, PRUNE_BATCH)])
-            deleted += jobs.filter(id__in=ids).delete()[0]
+            deleted += jobs.filter(id__in=ids, state="dead").delete()[0]  # not one retried meanwhile
         return deleted
 
     # --- scheduler ------------------------------------------------------
@@ -440,6 +455,28 @@ class DatabaseAdapter(Adapter):
         vendor = connections[self.alias].vendor
         if vendor not in ("sqlite", "postgresql"):
             return [f"The database adapter supports SQLite and PostgreSQL, not {vendor}."]
+        level = connections[self.alias].settings_dict.get("OPTIONS", {}).get("isolation_level")
+        if vendor == "postgresql" and level is not None:
+            import psycopg
+            try:
+                name = psycopg.IsolationLevel(level).name
+            except ValueError:
+                name = repr(level)
+            if name not in ("READ_COMMITTED", "READ_UNCOMMITTED"):  # PostgreSQL reads the latter as the former
+                return [f"DATABASES[{self.alias!r}] sets isolation_level {name}: the database adapter needs READ "
+                        "COMMITTED (under a stricter level, concurrent workers' updates of the same rows fail with "
+                        "serialization errors, and jobs whose outcome could not be stored run again). Point "
+                        "DJJOBS['DATABASE'] at an alias of the same database without that option."]
+        return []
+
+    def advice(self) -> list[str]:
+        """Settings that work but invite trouble (system check warnings)."""
+        settings = connections[self.alias].settings_dict if self.alias in connections.settings else {}
+        if "sqlite" in settings.get("ENGINE", "") and \
+                str(settings.get("OPTIONS", {}).get("transaction_mode", "")).upper() != "IMMEDIATE":
+            return [f"DATABASES[{self.alias!r}] is SQLite without transaction_mode IMMEDIATE: a transaction that "
+                    "reads before it writes (such as a view that enqueues jobs inside atomic()) fails at once with "
+                    "\"database is locked\" while a worker writes, instead of waiting for the busy timeout."]
         return []
 
     def close(self) -> None:

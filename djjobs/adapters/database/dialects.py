@@ -41,6 +41,10 @@ class Dialect:
     def claim_sql(self) -> str:
         return CLAIM.format(lock="")
 
+    def renew_sql(self, fenced: str) -> str:
+        """Extend the leases of the running jobs ``fenced`` selects (first parameter: the new expiry)."""
+        return f"UPDATE djjobs_job SET lease_until = %s WHERE {fenced}"
+
     def cursor(self, connection):
         """A cursor for the adapter's own statements on Django's ``connection``."""
         return connection.cursor()
@@ -79,6 +83,12 @@ class PostgresDialect(Dialect):
 
     def claim_sql(self) -> str:
         return CLAIM.format(lock="FOR UPDATE SKIP LOCKED")
+
+    def renew_sql(self, fenced: str) -> str:
+        # Rows locked by an acknowledgement are skipped rather than waited for: the two
+        # lock the same rows in different orders, and waiting could deadlock.
+        return (f"UPDATE djjobs_job SET lease_until = %s WHERE id IN "
+                f"(SELECT id FROM djjobs_job WHERE {fenced} FOR UPDATE SKIP LOCKED)")
 
     @contextlib.contextmanager
     def cursor(self, connection):
