@@ -272,3 +272,35 @@ def test_jobs_handed_before_the_fetcher_reads_come_one_call_at_a_time_in_order(r
     assert redis_adapter.stop_waiting("w-two") == []
     counts = redis_adapter.counts()
     assert (counts.processed, counts.busy, counts.enqueued) == (2, 0, 0)
+
+
+def test_recovery_leaves_a_lease_renewed_meanwhile(redis_adapter, clock):
+    """Recovery reads the expired leases, then moves each job in a script: a heartbeat that
+    renews one in between keeps it running (the script re-checks the expiry)."""
+    from djjobs.adapters.base import WorkerInfo
+    redis_adapter.clock = clock
+    redis_adapter.enqueue(env())
+    claims = redis_adapter.fetch(["default"], 1, 0, "w")
+    clock.advance(61)
+    move = redis_adapter._move
+
+    def renewed_first(*args, **kwargs):
+        redis_adapter.heartbeat(WorkerInfo("w", "host", 1, ["default"], 1, clock()), claims)
+        return move(*args, **kwargs)
+
+    redis_adapter._move = renewed_first
+    assert redis_adapter.recover_expired() == 0
+    assert redis_adapter.get(claims[0].envelope.job_id).state == "running"
+    redis_adapter._move = move
+    clock.advance(61)
+    assert redis_adapter.recover_expired() == 1
+
+
+def test_listing_ready_jobs_scans_at_most_its_limit(redis_adapter, monkeypatch):
+    """The admin's listing reads at most SCAN_LIMIT ready ids across all lists (a list
+    read past the limit would block Redis on a big backlog)."""
+    from djjobs.adapters.redis import adapter as module
+    redis_adapter.enqueue_many([env(queue="a") for _ in range(3)] + [env(queue="b") for _ in range(5)])
+    for limit, seen in [(2, 2), (3, 3), (4, 4), (100, 8)]:
+        monkeypatch.setattr(module, "SCAN_LIMIT", limit)
+        assert redis_adapter.jobs("ready").total == seen

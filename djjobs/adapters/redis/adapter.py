@@ -275,12 +275,14 @@ class RedisAdapter(Adapter):
             self._claim((), 0, "", claims)
 
     def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "", *,
-              replace: bool = True) -> bool:
+              replace: bool = True, expired_before: float | None = None) -> bool:
         """``envelope`` gives the job's place (queue, priority) and, with ``replace``, its new payload."""
         job_id, token = split_token(claim)
         payload = envelope.encode() if envelope is not None and replace else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
-        return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day()))
+        fence = () if expired_before is None else (repr(expired_before),)
+        return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
+                             *fence))
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "retry", run_at, envelope, "failed")
@@ -336,9 +338,9 @@ class RedisAdapter(Adapter):
                 fate, env = orphan_envelope(env, now) if env else ("dead", None)
                 claim = Claim(env, raw, f"{token.decode()}:{job_id}", "", 0)
                 if fate == "requeue":
-                    recovered += self._move(claim, "front", 0, env)
+                    recovered += self._move(claim, "front", 0, env, expired_before=now)
                 else:
-                    recovered += self._move(claim, "dead", now, env, "failed")
+                    recovered += self._move(claim, "dead", now, env, "failed", expired_before=now)
         self.client.zremrangebyscore(self.keys.workers, "-inf", repr(now - self.setting("LEASE_SECONDS")))
         return recovered
 

@@ -14,10 +14,13 @@ if state == 'ready' then
   table.sort(queues)
   for _, q in ipairs(queues) do
     for _, prio in ipairs(redis.call('ZRANGE', p .. ':prios:' .. q, 0, -1)) do
-      for _, id in ipairs(redis.call('LRANGE', p .. ':q:' .. q .. ':' .. prio, 0, scan_limit - #members - 1)) do
+      local budget = scan_limit - #members  -- (an LRANGE stop of -1 or less would read whole lists)
+      if budget <= 0 then break end
+      for _, id in ipairs(redis.call('LRANGE', p .. ':q:' .. q .. ':' .. prio, 0, budget - 1)) do
         members[#members + 1] = {id, ''}
       end
     end
+    if #members >= scan_limit then break end
   end
 else
   local cmd = state == 'dead' and 'ZREVRANGE' or 'ZRANGE'

@@ -1,10 +1,13 @@
 -- Move one claimed job out of running, fenced by its lease token:
 -- target 'retry' | 'scheduled' | 'dead' (score = run_at / failed_at) or 'front'
 -- (back to the head of its queue). A new payload (and queue/priority) replaces the old.
--- ARGV: prefix, job_id, token, target, score, payload or '', queue, priority, count ('failed' or ''), day.
+-- ARGV: prefix, job_id, token, target, score, payload or '', queue, priority, count ('failed' or ''), day,
+-- and for lease recovery expired_before: the lease must still end before it (a renewal
+-- that landed after recovery read the expired leases wins).
 local p, id, token, target, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local payload, queue, prio, count, day = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if redis.call('HGET', p .. ':leases', id) ~= token then return 0 end
+if ARGV[11] and tonumber(redis.call('ZSCORE', p .. ':running', id) or '0') >= tonumber(ARGV[11]) then return 0 end
 redis.call('HDEL', p .. ':leases', id)
 redis.call('ZREM', p .. ':running', id)
 if payload ~= '' then redis.call('HSET', p .. ':payloads', id, payload) end
