@@ -34,13 +34,32 @@ class Outcome:
 
 
 def error_info(exc: BaseException, *, at: float | None = None) -> dict:
-    return {"class": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)[:2000],
-            "traceback": "".join(traceback.format_exception(exc))[-20000:], "failed_at": at or time.time()}
+    """The error as stored with a retrying or dead job. Never raises: an exception whose
+    ``__str__`` fails is described by its class."""
+    message = _text(exc)[:2000]
+    try:
+        trace = "".join(traceback.format_exception(exc))[-20000:]
+    except Exception:
+        trace = ""
+    return {"class": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": message,
+            "traceback": trace, "failed_at": at or time.time()}
 
 
-def execute(envelope: Envelope, *, now: float | None = None) -> Outcome:
-    """Run the job once. Exceptions from the job become outcomes; only
-    KeyboardInterrupt/SystemExit (and other BaseExceptions) propagate."""
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__qualname__}: str() failed>"
+
+
+_EXITS = (SystemExit, KeyboardInterrupt)
+
+
+def execute(envelope: Envelope, *, now: float | None = None, contain_exits: bool = False) -> Outcome:
+    """Run the job once. Exceptions from the job become outcomes. SystemExit and
+    KeyboardInterrupt propagate (``perform_now`` in a script should exit), unless
+    ``contain_exits`` (a worker's job thread): then they fail the job like any error,
+    since a thread ended by one would be lost to the worker without a word."""
     env = envelope.started()
     started = time.perf_counter()
     try:
@@ -55,8 +74,24 @@ def execute(envelope: Envelope, *, now: float | None = None) -> Outcome:
         run_at = (now or time.time()) + r.wait
         return _finish(Outcome(RESCHEDULED, env.copy(run_at=run_at), job, run_at), started)
     except Exception as exc:
-        return _finish(_failure(job, env, exc, now or time.time()), started)
+        return _finish(_failure_or_dead(job, env, exc, now or time.time()), started)
+    except _EXITS as exc:
+        if not contain_exits:
+            raise
+        return _finish(_failure_or_dead(job, env, exc, now or time.time()), started)
     return _finish(Outcome(SUCCEEDED, env, job, result=result), started)
+
+
+def _failure_or_dead(job: Job, env: Envelope, exc: BaseException, now: float) -> Outcome:
+    """:func:`_failure`, or the dead set naming what went wrong deciding it (a ``wait``
+    callable or a retry handler that raised): the job's outcome is always stored."""
+    try:
+        return _failure(job, env, exc, now)
+    except Exception as internal:
+        logger.exception("Deciding the outcome of %s failed; it goes to the dead set", env.describe())
+        info = error_info(exc, at=now)
+        info["message"] = f"{info['message']} (then deciding its retry failed: {error_info(internal)['message']})"
+        return Outcome(DEAD, env.copy(error=info), job, error=exc)
 
 
 def _run(job: Job) -> Any:
@@ -66,7 +101,7 @@ def _run(job: Job) -> Any:
     return result
 
 
-def _failure(job: Job, env: Envelope, exc: Exception, now: float) -> Outcome:
+def _failure(job: Job, env: Envelope, exc: BaseException, now: float) -> Outcome:
     key = handlers.matching_key(job, exc)
     if key is not None:
         env.exception_executions[key] = env.exception_executions.get(key, 0) + 1
@@ -105,13 +140,13 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
     if outcome.kind == RESCHEDULED:
         logger.info(_LINE + " (retry_job, runs again at %.3f)", *params, outcome.run_at)
     elif outcome.kind == RETRY:
-        logger.warning(_LINE + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, exc, outcome.run_at)
+        logger.warning(_LINE + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, _text(exc), outcome.run_at)
         _send(signals.job_retried, job, exception=exc, run_at=outcome.run_at)
     elif outcome.kind == DISCARDED:
-        logger.warning(_LINE + " (%s: %s)", *params, type(exc).__name__, exc)
+        logger.warning(_LINE + " (%s: %s)", *params, type(exc).__name__, _text(exc))
         _send(signals.job_discarded, job, exception=exc)
     else:
-        logger.error(_LINE + " (%s: %s; moved to the dead set)", *params, type(exc).__name__, exc)
+        logger.error(_LINE + " (%s: %s; moved to the dead set)", *params, type(exc).__name__, _text(exc))
         _send(signals.job_failed, job, envelope=env, exception=exc)
     return outcome
 

@@ -2,6 +2,7 @@
 graceful and quiet stops, lease renewal under a GIL-bound job, timeouts, poison
 payloads, and no double execution across processes."""
 import collections
+import os
 import signal
 import time
 
@@ -9,7 +10,7 @@ import pytest
 
 from djjobs.envelope import Envelope
 from tests.fixtures.worker import wait_for
-from tests.worker_jobs import BusyJob, RecordJob, StuckJob
+from tests.worker_jobs import BusyJob, ExitJob, RecordJob, StuckJob
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -209,3 +210,77 @@ def test_a_busy_worker_takes_no_jobs_it_has_no_thread_for(backend, start_worker,
     assert backend.adapter.get(late.job_id).state == "ready", "a job was given to a worker with no free thread"
     wait_for(lambda: len(lines(trace, "ran")) == 3, 30, "the long and late jobs")
     assert [r[1] for r in lines(trace, "ran")] == ["quick", "long", "late"]
+
+
+# Supervisor and signal behaviour does not depend on the adapter: one backend is enough.
+ONE_BACKEND = pytest.mark.parametrize("backend", ["database-sqlite"], indirect=True)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@ONE_BACKEND
+def test_a_job_calling_sys_exit_fails_and_its_thread_goes_on(backend, start_worker, tmp_path):
+    """SystemExit from a job is its failure, not the end of its thread (which would leave
+    the worker claiming jobs for a thread that is gone, and count a worker death)."""
+    trace = tmp_path / "trace"
+    exiting = push(backend, ExitJob, str(trace), "exit")
+    push(backend, RecordJob, str(trace), "after")
+    start_worker("-c", "1")
+    wait_for(lambda: lines(trace, "ran"), 30, "the job after the exiting one")
+    record = backend.adapter.get(exiting.job_id)
+    assert record.state == "dead" and record.envelope.error["class"] == "builtins.SystemExit"
+    assert record.envelope.deaths == 0
+
+
+@ONE_BACKEND
+def test_a_worker_whose_supervisor_was_killed_stops(backend, start_worker, tmp_path):
+    """Nobody renews an orphan's leases: it stops (gracefully) instead of claiming jobs."""
+    worker = start_worker("-c", "2")
+    wait_for(lambda: worker.children(), 30, "the worker process")
+    [child] = worker.children()
+    wait_for(lambda: backend.adapter.workers(), 30, "the worker to register")
+    try:
+        worker.signal(signal.SIGKILL)
+        worker.wait(10)
+        wait_for(lambda: not alive(child), 20, "the orphaned worker process to stop")
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+@ONE_BACKEND
+def test_a_repeated_sigterm_still_stops_gracefully(backend, start_worker, tmp_path):
+    """systemd's default KillMode sends SIGTERM to every process of the unit: a worker gets
+    it directly and again from the supervisor. Only a second SIGINT stops it at once."""
+    trace = tmp_path / "trace"
+    worker = start_worker("-c", "1")
+    push(backend, RecordJob, str(trace), "slow", 2.0)
+    wait_for(lambda: lines(trace, "start"), 30, "the job to start")
+    [child] = worker.children()
+    os.kill(child, signal.SIGTERM)
+    time.sleep(0.2)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert [r[1] for r in lines(trace, "ran")] == ["slow"]
+    assert "exiting now" not in worker.output()
+
+
+@ONE_BACKEND
+def test_a_quiet_worker_restarted_after_a_crash_stays_quiet(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    worker = start_worker("-c", "1")
+    wait_for(lambda: backend.adapter.workers(), 30, "the worker to register")
+    [first] = worker.children()
+    worker.signal(signal.SIGTSTP)
+    wait_for(lambda: "Quiet" in worker.output(), 10, "the worker to go quiet")
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: worker.output().count("Quiet") >= 2, 30, "the restarted worker to be quiet")
+    push(backend, RecordJob, str(trace), "while-quiet")
+    time.sleep(1.5)
+    assert lines(trace, "ran") == []

@@ -29,6 +29,8 @@ def test_weighted_order_follows_the_weights_and_starves_none():
     (["bad queue"], "Malformed queue name"),
     (["q,0"], "whole number >= 1"),
     (["q,x"], "whole number >= 1"),
+    (["q,"], "whole number >= 1"),
+    (["q,\u00b2"], "whole number >= 1"),  # a digit to str.isdigit, not to int()
     ([], "At least one queue"),
 ])
 def test_bad_queue_specs(specs, message):
@@ -199,3 +201,92 @@ def test_a_timeout_is_never_raised_into_a_thread_whose_job_already_stopped():
     done.set()
     thread.join(5)
     assert hit == [] and not watchdog._running
+
+
+def test_a_crash_loop_delays_restarts_without_blocking_the_supervisor(memory_adapter, monkeypatch):
+    """The supervisor renews every worker's leases from its main loop: a crash-looping
+    worker slows its own restarts down, but the loop never sleeps for it."""
+    import os
+    import subprocess
+    import sys
+    from djjobs.worker import supervisor as module
+    supervisor = module.Supervisor(memory_adapter, [], processes=1, queues=["default"], concurrency=1,
+                                   shutdown_timeout=1)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    monkeypatch.setattr(module.time, "sleep", lambda seconds: pytest.fail(f"the supervisor slept {seconds} s"))
+    spawned = []
+    monkeypatch.setattr(supervisor, "_spawn", spawned.append)
+    supervisor.restarts = [time.monotonic()] * 10
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    supervisor.children[0] = child = module.Child(0, proc, read_fd)
+    supervisor.selector.register(read_fd, module.selectors.EVENT_READ, child)
+    supervisor._check_children()
+    assert spawned == [] and supervisor.respawn_at[0] > time.monotonic() + 1
+    supervisor.respawn_at[0] = time.monotonic()
+    supervisor._check_children()
+    assert spawned == [0] and supervisor.respawn_at == {}
+
+
+def test_worker_processes_get_the_pythonpath_option():
+    from djjobs.worker.supervisor import child_argv
+    argv = child_argv({"queue": ["default"], "concurrency": 2, "shutdown_timeout": 5, "verbosity": 1,
+                       "pythonpath": "src", "traceback": True})
+    assert argv[argv.index("--pythonpath") + 1].endswith("/src") and "--traceback" in argv
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"concurrency": 0}, "at least 1"),
+    ({"shutdown_timeout": float("nan")}, "--shutdown-timeout"),
+    ({"shutdown_timeout": -1.0}, "--shutdown-timeout"),
+])
+def test_bad_runjobs_options_are_command_errors(options, message):
+    from django.core.management import CommandError, call_command
+    with pytest.raises(CommandError, match=message):
+        call_command("runjobs", **options)
+
+
+class UnprintableError(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+class RaisesUnprintable(Job):
+    retry_attempts = 1
+
+    def perform(self):
+        raise UnprintableError
+
+
+def _bad_wait(executions, exc):
+    return None
+
+
+class BadWaitJob(Job):
+    def perform(self):
+        raise ValueError("boom")
+
+
+BadWaitJob = __import__("djjobs").retry_on(ValueError, wait=_bad_wait)(BadWaitJob)
+
+
+@pytest.mark.parametrize("job", [RaisesUnprintable, BadWaitJob])
+def test_a_failure_whose_handling_raises_still_has_an_outcome(job):
+    """An exception whose str() fails, or a retry ``wait`` callable that returns nonsense,
+    must not escape ``execute`` (the worker would leave the job to its lease, and count a
+    worker death each time): the job goes to the dead set, saying what happened."""
+    from djjobs.envelope import Envelope
+    from djjobs.execution import DEAD, execute
+    outcome = execute(Envelope(job=job.job_name))
+    assert outcome.kind == DEAD and outcome.envelope.error["message"]
+
+
+def test_sys_exit_in_a_worker_thread_is_a_failure_and_propagates_elsewhere():
+    from djjobs.envelope import Envelope
+    from djjobs.execution import DEAD, execute
+    from tests.worker_jobs import ExitJob
+    env = Envelope(job=ExitJob.job_name, args=["/dev/null", "t"])
+    assert execute(env, contain_exits=True).kind == DEAD
+    with pytest.raises(SystemExit):
+        execute(env)

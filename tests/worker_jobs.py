@@ -2,6 +2,7 @@
 file (one line per event, appended with a single write), which works the same
 whichever adapter the worker uses."""
 import os
+import sys
 import time
 
 from djjobs import Job
@@ -50,3 +51,12 @@ class StuckJob(Job):
         while time.monotonic() < deadline:
             pass
         note(path, "ran", token, os.getpid(), self.executions)
+
+
+class ExitJob(Job):
+    """Calls sys.exit() in perform, as a script ported to a job might."""
+    retry_attempts = 1
+
+    def perform(self, path, token):
+        note(path, "start", token, os.getpid(), self.executions)
+        sys.exit(3)

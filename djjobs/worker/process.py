@@ -10,7 +10,9 @@ claimed job waits in this process no longer than that. On SIGTERM no new job is
 fetched, claimed jobs that have not started go back to the front of their queues
 at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest are
 released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
-A second SIGINT/SIGTERM exits at once (the leases recover the jobs).
+A SIGINT after the first stop signal exits at once (the leases recover the jobs). A
+process whose supervisor is gone (killed with SIGKILL) stops the same graceful way: no
+one renews its leases any more.
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class WorkerProcess:
         self.shutdown_timeout, self.poll_interval = shutdown_timeout, poll_interval
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pipe, self._pipe_lock = pipe, threading.Lock()
+        self._parent = os.getppid()  # the supervisor, when there is a pipe to it
         self.claims: dict[str, Claim] = {}
         self._claims_lock = threading.Lock()
         # Claims go to the job threads through _ready, a C-level SimpleQueue (no Python-level
@@ -93,8 +96,14 @@ class WorkerProcess:
         signal.signal(signal.SIGTSTP, lambda *_: (self.quiet.set(), logger.info("Quiet: no new jobs fetched")))
 
     def _on_stop(self, signum, frame) -> None:
+        """The first SIGTERM or SIGINT stops gracefully; a SIGINT after it stops now (the
+        supervisor forwards any second stop signal it gets as SIGINT). A repeated SIGTERM
+        changes nothing: a service manager that signals every process of the unit (systemd's
+        default KillMode) reaches this process twice, directly and through the supervisor."""
         self._signals += 1
         if self._signals > 1:
+            if signum != signal.SIGINT:
+                return
             logger.warning("Second stop signal: exiting now; leases will recover running jobs")
             os._exit(1)
         logger.info("Stopping: finishing running jobs (up to %.0f s)", self.shutdown_timeout)
@@ -267,6 +276,8 @@ class WorkerProcess:
                 self._run(claim)
             except JobTimeout:  # a timeout that landed between jobs: this thread lives on
                 continue
+            except BaseException:  # never lose a thread: the worker counts on all of them
+                logger.exception("A job thread caught an unexpected error; it goes on")
 
     # --- one job ---------------------------------------------------------
     def _run(self, claim: Claim) -> None:
@@ -318,7 +329,7 @@ class WorkerProcess:
         try:
             if timeout:
                 self.watchdog.start(timeout, env.describe())
-            outcome = execute(env)
+            outcome = execute(env, contain_exits=True)
         except JobTimeout:  # landed after execute returned: the outcome stands
             pass
         finally:
@@ -381,7 +392,12 @@ class WorkerProcess:
     def _poll_loop(self) -> None:
         """Promote due scheduled/retry jobs and recover expired leases, at a randomized
         interval so that many processes do not stampede."""
+        parent = self._parent
         while not self.stopping.is_set():
+            if self.pipe is not None and os.getppid() != parent:
+                logger.error("Lost the supervisor (pid %d); stopping", parent)
+                self.stopping.set()
+                break
             try:
                 self.adapter.promote_due()
                 self.adapter.recover_expired()

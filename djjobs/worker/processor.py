@@ -28,7 +28,7 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
         return None
     close_old_connections()
     try:
-        outcome = execute(claim.envelope)
+        outcome = execute(claim.envelope, contain_exits=True)
     finally:
         close_old_connections()
     report(adapter, claim, outcome)

@@ -8,6 +8,7 @@ and no queue starves.
 from __future__ import annotations
 
 import random
+import re
 
 from .. import conf
 
@@ -16,11 +17,11 @@ def parse(specs: list[str]) -> list[tuple[str, int]]:
     """``["name", "name,weight", ...]`` -> [(name, weight)]; raises ValueError with the rule broken."""
     result = []
     for spec in specs:
-        name, _, weight = spec.partition(",")
+        name, comma, weight = spec.partition(",")
         conf.check_queue_name(name.strip())
-        if weight and (not weight.strip().isdigit() or int(weight) < 1):
-            raise ValueError(f"Queue weight in {spec!r} must be a whole number >= 1.")
-        result.append((name.strip(), int(weight) if weight else 0))
+        if comma and (not re.fullmatch(r"[0-9]+", weight.strip()) or int(weight) < 1):
+            raise ValueError(f"Queue weight in {spec!r} must be a whole number >= 1 (or leave out the comma).")
+        result.append((name.strip(), int(weight) if comma else 0))
     if not result:
         raise ValueError("At least one queue is needed.")
     return result

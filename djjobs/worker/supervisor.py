@@ -39,6 +39,7 @@ class Child:
     claims: dict[str, tuple[Claim, dict]] = field(default_factory=dict)
     done_early: set[str] = field(default_factory=set)  # a job thread's "done" that overtook its claim
     stopped: bool = False
+    eof: bool = False  # its pipe closed: no longer watched (it would read as ready forever)
 
 
 class Supervisor:
@@ -53,12 +54,18 @@ class Supervisor:
         self.stopping_since: float | None = None
         self.signals = 0
         self.restarts: list[float] = []
+        self.respawn_at: dict[int, float] = {}  # slot -> when to start its new worker (crash-loop back-off)
         self.beat_now = False
+        self.quiet = False  # SIGTSTP received: workers started from now on start quiet too
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGTSTP, lambda *_: self._forward(signal.SIGTSTP))
+        signal.signal(signal.SIGTSTP, self._on_quiet)
+
+    def _on_quiet(self, signum, frame) -> None:
+        self.quiet = True
+        self._forward(signal.SIGTSTP)
 
     def _on_stop(self, signum, frame) -> None:
         self.signals += 1
@@ -73,8 +80,10 @@ class Supervisor:
 
     # --- children ----------------------------------------------------------
     def _spawn(self, slot: int) -> None:
+        if self.stopping_since is not None:
+            return
         read_fd, write_fd = os.pipe()
-        argv = [*self.child_argv, "--pipe-fd", str(write_fd)]
+        argv = [*self.child_argv, "--pipe-fd", str(write_fd), *(["--start-quiet"] if self.quiet else [])]
         proc = subprocess.Popen(argv, pass_fds=(write_fd,), start_new_session=True, env=child_env())
         os.close(write_fd)
         os.set_blocking(read_fd, False)
@@ -83,8 +92,9 @@ class Supervisor:
         self.selector.register(read_fd, selectors.EVENT_READ, child)
 
     def _reap(self, child: Child) -> None:
-        self.selector.unregister(child.pipe)
         self._drain(child)
+        if not child.eof:
+            self.selector.unregister(child.pipe)
         os.close(child.pipe)
         if child.worker_id:
             try:
@@ -96,9 +106,13 @@ class Supervisor:
                            "lease expires", child.proc.pid, len(child.claims))
 
     def _drain(self, child: Child) -> None:
+        if child.eof:
+            return
         try:
             while chunk := os.read(child.pipe, 65536):
                 child.buffer += chunk
+            child.eof = True
+            self.selector.unregister(child.pipe)
         except BlockingIOError:
             pass
         *lines, child.buffer = child.buffer.split(b"\n")
@@ -121,6 +135,12 @@ class Supervisor:
         elif event == "started":
             child.worker_id = message["worker_id"]
             self.beat_now = True  # register it at once, for the admin and jobs_status
+            # Its signal handlers are installed now: repeat a stop or quiet signal that may
+            # have reached it before (or been sent just before it was started).
+            if self.stopping_since is not None:
+                os.kill(child.proc.pid, signal.SIGTERM)
+            elif self.quiet:
+                os.kill(child.proc.pid, signal.SIGTSTP)
         elif event == "stopped":
             child.stopped = True
 
@@ -135,7 +155,7 @@ class Supervisor:
         for slot in range(self.processes):
             self._spawn(slot)
         next_beat = 0.0
-        while self.children:
+        while self.children or self.respawn_at:
             for key, _ in self.selector.select(timeout=0.2):
                 self._drain(key.data)
             if self.beat_now or time.monotonic() >= next_beat:
@@ -169,15 +189,25 @@ class Supervisor:
             self._reap(child)
             del self.children[slot]
             if self.stopping_since is None:
-                logger.error("Worker pid %d exited with code %s; starting a new one", child.proc.pid, code)
-                self._respawn(slot)
+                delay = self._restart_delay()
+                logger.error("Worker pid %d exited with code %s; starting a new one%s", child.proc.pid, code,
+                             f" in {delay:.1f} s" if delay else "")
+                self.respawn_at[slot] = time.monotonic() + delay
+        if self.stopping_since is not None:
+            self.respawn_at.clear()
+        for slot, at in list(self.respawn_at.items()):
+            if time.monotonic() >= at:
+                del self.respawn_at[slot]
+                self._spawn(slot)
 
-    def _respawn(self, slot: int) -> None:
+    def _restart_delay(self) -> float:
+        """A crash loop slows down but never stops trying; the main loop goes on meanwhile
+        (it renews the other workers' leases: a sleep here once let them expire)."""
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < 60] + [now]
         if len(self.restarts) > 5 * self.processes:
-            time.sleep(min(10.0, 0.5 * len(self.restarts)))  # crash loop: slow down, keep trying
-        self._spawn(slot)
+            return min(10.0, 0.5 * len(self.restarts))
+        return 0.0
 
     def _enforce_stop_deadline(self) -> None:
         if time.monotonic() - self.stopping_since > self.shutdown_timeout + 15:
@@ -194,6 +224,10 @@ def child_argv(options: dict) -> list[str]:
         argv += ["--queue", queue]
     argv += ["--concurrency", str(options["concurrency"]), "--shutdown-timeout", str(options["shutdown_timeout"]),
              "--verbosity", str(options["verbosity"])]
+    if options.get("pythonpath"):  # (--settings reaches the children through DJANGO_SETTINGS_MODULE)
+        argv += ["--pythonpath", os.path.abspath(options["pythonpath"])]
+    if options.get("traceback"):
+        argv.append("--traceback")
     return argv
 
 

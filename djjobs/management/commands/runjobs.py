@@ -1,6 +1,8 @@
 """``manage.py runjobs``: run jobs from the configured durable adapter."""
 from __future__ import annotations
 
+import logging
+import math
 import os
 import socket
 
@@ -34,13 +36,17 @@ class Command(BaseCommand):
                             help="Also run the cron scheduler (DJJOBS['CRON']) in this process, like jobs_cron.")
         parser.add_argument("--child", action="store_true", help="(internal) run as one worker process")
         parser.add_argument("--pipe-fd", type=int, default=None, help="(internal) pipe to the supervisor")
+        parser.add_argument("--start-quiet", action="store_true", help="(internal) start quiet (SIGTSTP)")
 
     def handle(self, *args, **options):
         logs.configure(options["verbosity"])
         options["queue"] = options["queue"] or list(conf.get("QUEUES"))
-        options["concurrency"] = options["concurrency"] or conf.get("CONCURRENCY")
+        if options["concurrency"] is None:
+            options["concurrency"] = conf.get("CONCURRENCY")
         if options["shutdown_timeout"] is None:
             options["shutdown_timeout"] = conf.get("SHUTDOWN_TIMEOUT")
+        if not math.isfinite(options["shutdown_timeout"]) or options["shutdown_timeout"] < 0:
+            raise CommandError(f"--shutdown-timeout must be a number of seconds >= 0, not {options['shutdown_timeout']}.")
         try:
             order = queue_spec.QueueOrder(queue_spec.parse(options["queue"]))
             adapter = get_adapter()
@@ -82,6 +88,9 @@ class Command(BaseCommand):
                                poll_interval=float(conf.get("POLL_INTERVAL")), pipe=pipe, adapter=adapter,
                                prefetch_seconds=float(conf.get("PREFETCH_SECONDS")))
         worker.install_signals()
+        if options["start_quiet"]:  # restarted after the supervisor was told SIGTSTP
+            worker.quiet.set()
+            logging.getLogger("djjobs").info("Quiet: no new jobs fetched")
         worker.run()
 
     def _banner(self, adapter, options):
