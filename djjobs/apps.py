@@ -12,9 +12,17 @@ class DjJobsConfig(AppConfig):
         # Job classes register when defined: import every installed app's jobs.py.
         autodiscover_modules("jobs")
         from importlib import import_module
+        from django.core.exceptions import ImproperlyConfigured
         from . import conf
-        for module in conf.get("JOB_MODULES"):  # settings are trusted; payloads never name modules
-            import_module(module)
+        modules = conf.get("JOB_MODULES")
+        for module in modules if isinstance(modules, (list, tuple)) else []:  # else: system check E002
+            if not isinstance(module, str):
+                continue  # reported by the system checks (E002)
+            try:  # settings are trusted; payloads never name modules
+                import_module(module)
+            except ImportError as exc:
+                raise ImproperlyConfigured(f"DJJOBS['JOB_MODULES'] names {module!r}, which cannot be imported "
+                                           f"({exc}).") from exc
         if uses_djjobs_tasks():
             autodiscover_modules("tasks")  # @task functions register their Job classes
         # Import the configured adapter's module now (it connects only when first used), so a

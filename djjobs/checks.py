@@ -25,7 +25,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
     try:
         cls = adapter_class(name)
     except ConfigurationError as exc:
-        return [Error(str(exc), hint="Set DJJOBS['ADAPTER'] to inline, async, test, redis or database.",
+        return [Error(str(exc), hint="Set DJJOBS['ADAPTER'] to inline, async, test, memory, redis or database.",
                       id="djjobs.E001")]
     if cls.name == "async" and not settings.DEBUG:
         messages.append(Warning(

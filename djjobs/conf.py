@@ -5,6 +5,7 @@ that overrides ``DJJOBS`` (``override_settings``) is seen at once.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -67,7 +68,9 @@ def get(name: str | None = None) -> Any:
     global _cache
     if _cache is None:
         merged = {key: default for key, (default, _) in DEFAULTS.items()}
-        merged.update(getattr(django_settings, "DJJOBS", None) or {})
+        user = getattr(django_settings, "DJJOBS", None) or {}
+        if isinstance(user, dict):  # else the system checks report it (E002); the defaults apply meanwhile
+            merged.update(user)
         _cache = merged
     return _cache if name is None else _cache[name]
 
@@ -90,19 +93,54 @@ def validate() -> list[tuple[str, str, str]]:
             problems.append(("djjobs.E004", f"DJJOBS has an unknown key {key!r}.",
                              "Known keys: " + ", ".join(sorted(DEFAULTS)) + "."))
             continue
-        _, types = DEFAULTS[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(t.__name__ for t in types)
-            problems.append(("djjobs.E002", f"DJJOBS[{key!r}] must be {names}, not {type(value).__name__} ({value!r}).",
-                             f"Default: {DEFAULTS[key][0]!r}."))
-        elif key in MINIMUMS and value < MINIMUMS[key]:
-            problems.append(("djjobs.E002", f"DJJOBS[{key!r}] = {value!r} is below its minimum, {MINIMUMS[key]!r}.",
-                             f"Default: {DEFAULTS[key][0]!r}."))
-    for name in raw.get("QUEUES", []) if isinstance(raw.get("QUEUES"), (list, tuple)) else []:
+        problems += _check_value(f"DJJOBS[{key!r}]", key, value, DEFAULTS[key][1])
+    queues = raw.get("QUEUES")
+    for name in queues if isinstance(queues, (list, tuple)) else []:
         if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
             problems.append(("djjobs.E003", f"DJJOBS['QUEUES'] has a malformed queue name {name!r}.",
                              "Queue names are 1-100 characters of letters, digits, '_', '.', ':' and '-', starting with a letter or digit."))
+    if isinstance(queues, (list, tuple)) and not queues:
+        problems.append(("djjobs.E003", "DJJOBS['QUEUES'] is empty: workers need at least one queue.",
+                         "Default: ['default']."))
+    for key in ("JOB_MODULES", "ADMIN_SECRET_ARGUMENTS"):
+        items = raw.get(key)
+        if isinstance(items, (list, tuple)) and not all(isinstance(item, str) for item in items):
+            problems.append(("djjobs.E002", f"DJJOBS[{key!r}] must be a list of str, not {items!r}.",
+                             f"Default: {DEFAULTS[key][0]!r}."))
+    options = raw.get("OPTIONS")
+    for key, value in options.items() if isinstance(options, dict) else ():
+        where = f"DJJOBS['OPTIONS'][{key!r}]"
+        if key in ADAPTER_OPTIONS:
+            problems += _check_value(where, key, value, ADAPTER_OPTIONS[key])
+        elif key in DEFAULTS:
+            problems.append(("djjobs.E004", f"{where} has no effect: adapters read only "
+                             + ", ".join(sorted(ADAPTER_OPTIONS)) + " from OPTIONS.",
+                             f"Set DJJOBS[{key!r}] instead."))
     return problems
+
+
+# What an adapter reads from its OPTIONS before the DJJOBS setting of the same name
+# (Adapter.setting); other keys there are for custom adapters.
+ADAPTER_OPTIONS: dict[str, tuple[type, ...]] = {
+    **{key: DEFAULTS[key][1] for key in ("DATABASE", "REDIS_URL", "REDIS_CACHE_ALIAS", "REDIS_PREFIX",
+                                          "MAX_PAYLOAD_BYTES", "LEASE_SECONDS", "DEAD_MAX_JOBS", "DEAD_MAX_DAYS",
+                                          "FINISHED_RETENTION_SECONDS", "ASYNC_THREADS")},
+    "FETCH_POLL_INTERVAL": (int, float),
+}
+MINIMUMS["FETCH_POLL_INTERVAL"] = 0.001
+UNBOUNDED = {"DEAD_MAX_DAYS", "FINISHED_RETENTION_SECONDS"}  # float("inf"): keep forever
+
+
+def _check_value(where: str, key: str, value: Any, types: tuple[type, ...]) -> list[tuple[str, str, str]]:
+    default = f"Default: {DEFAULTS[key][0]!r}." if key in DEFAULTS else ""
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join(t.__name__ for t in types)
+        return [("djjobs.E002", f"{where} must be {names}, not {type(value).__name__} ({value!r}).", default)]
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and key not in UNBOUNDED)):
+        return [("djjobs.E002", f"{where} = {value!r} is not a finite number.", default)]
+    if key in MINIMUMS and value < MINIMUMS[key]:
+        return [("djjobs.E002", f"{where} = {value!r} is below its minimum, {MINIMUMS[key]!r}.", default)]
+    return []
 
 
 _good_names: set[str] = set()

@@ -207,11 +207,25 @@ def test_async_runs_on_threads_with_timers_and_retries():
     ({"CONCURRENCY": 0}, "djjobs.E002", "CONCURRENCY'] = 0 is below its minimum, 1"),
     ({"QUEUES": ["default", "bad queue"]}, "djjobs.E003", "malformed queue name 'bad queue'"),
     ({"QUEUE": ["default"]}, "djjobs.E004", "unknown key 'QUEUE'"),
+    ({"LEASE_SECONDS": float("nan")}, "djjobs.E002", "LEASE_SECONDS'] = nan is not a finite number"),
+    ({"QUEUES": []}, "djjobs.E003", "QUEUES'] is empty"),
+    ({"JOB_MODULES": [42]}, "djjobs.E002", "JOB_MODULES'] must be a list of str"),
+    ({"OPTIONS": {"LEASE_SECONDS": "60"}}, "djjobs.E002", "DJJOBS['OPTIONS']['LEASE_SECONDS'] must be int or float"),
+    ({"OPTIONS": {"CONCURRENCY": 3}}, "djjobs.E004", "DJJOBS['OPTIONS']['CONCURRENCY'] has no effect"),
+    ("database", "djjobs.E002", "DJJOBS must be a dict, not str"),
 ])
 def test_bad_settings_are_named_errors(djjobs_setting, check_id, text):
     with override_settings(DJJOBS=djjobs_setting):
         errors = [e for e in run_checks(tags=["djjobs"])]
     assert [e.id for e in errors] == [check_id] and text in errors[0].msg
+
+
+def test_a_job_module_that_does_not_import_is_named():
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+    with override_settings(DJJOBS={"JOB_MODULES": ["no_such_module_here"]}):
+        with pytest.raises(ImproperlyConfigured, match=r"JOB_MODULES'\] names 'no_such_module_here'"):
+            apps.get_app_config("djjobs").ready()
 
 
 def test_async_in_production_warns():
