@@ -304,3 +304,46 @@ def test_listing_ready_jobs_scans_at_most_its_limit(redis_adapter, monkeypatch):
     for limit, seen in [(2, 2), (3, 3), (4, 4), (100, 8)]:
         monkeypatch.setattr(module, "SCAN_LIMIT", limit)
         assert redis_adapter.jobs("ready").total == seen
+
+
+def _lose_the_next_reply(adapter):
+    """The next script call runs on Redis, but its reply is lost with the connection (a
+    network blip, a proxy reset, a socket timeout): what the retry in ``run`` answers."""
+    for script in adapter.scripts.values():  # loaded: the first reply is the script's own
+        adapter.client.script_load(script.script)
+    conn = adapter._conn()
+    conn.connect()
+    read = conn.read_response
+    lost = []
+
+    def lose(*args, **kwargs):
+        conn.read_response = read
+        read(*args, **kwargs)
+        lost.append(True)
+        conn.disconnect()
+        raise redis.ConnectionError("reply lost (simulated)")
+
+    conn.read_response = lose
+    return lost
+
+
+def test_an_enqueue_sent_again_after_a_lost_reply_stores_the_job_once(redis_adapter):
+    lost = _lose_the_next_reply(redis_adapter)
+    job = env()
+    redis_adapter.enqueue(job)
+    assert lost == [True]
+    assert redis_adapter.client.lrange(f"{redis_adapter.keys.prefix}:q:default:0", 0, -1) == [job.job_id.encode()]
+    assert [c.envelope.job_id for c in redis_adapter.fetch(["default"], 5, 0, "w")] == [job.job_id]
+
+
+def test_a_fetch_sent_again_after_a_lost_reply_returns_the_first_claims(redis_adapter):
+    jobs = [env() for _ in range(4)]
+    redis_adapter.enqueue_many(jobs)
+    lost = _lose_the_next_reply(redis_adapter)
+    claims = redis_adapter.fetch(["default"], 2, 0, "w")
+    assert lost == [True]
+    assert [c.envelope.job_id for c in claims] == [j.job_id for j in jobs[:2]]
+    counts = redis_adapter.counts()
+    assert (counts.busy, counts.enqueued) == (2, 2)  # no second batch claimed for nobody
+    redis_adapter.complete(claims)
+    assert redis_adapter.counts().processed == 2 and redis_adapter.counts().busy == 0

@@ -99,7 +99,13 @@ class RedisAdapter(Adapter):
     def run(self, name: str, *args) -> object:
         """Call a script by SHA on this thread's own connection: one round trip, none of
         the pool's per-call bookkeeping (the enqueue and ack hot paths). Reloads a
-        script Redis forgot (restart without persistence) and reconnects once."""
+        script Redis forgot (restart without persistence) and reconnects once. A
+        connection lost after the call was sent is ambiguous (the script may have run):
+        the call is sent again, so the scripts are safe to run twice with the same
+        arguments: enqueue stores nothing twice, fetch returns the first call's claims,
+        moves are fenced by the lease token. (An idle fetcher's deregistration, repeated,
+        returns nothing the second time: jobs handed to it and not read wait for their
+        lease, as when its worker dies.)"""
         script = self.scripts[name]
         command = ("EVALSHA", script.sha, 0, self.keys.prefix, *args)
         for attempt in (1, 2):

@@ -5,7 +5,11 @@
 -- entry: enqueue_raw's payload may not say where it belongs), then per job:
 --   ready: job_id, payload (pairs: the payload hash takes them as they come);
 --   scheduled: job_id, run_at, payload.
+-- A batch whose first job is stored already was stored by this same call, sent again
+-- after its reply was lost (RedisAdapter.run, redis-py's retries): it is not stored twice
+-- (its ids would be queued twice, and run twice). Returns 0 then.
 local p, queue, prio, scheduled = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+if redis.call('HEXISTS', p .. ':payloads', ARGV[5]) == 1 then return 0 end
 local ids, zs = {}, {}
 if scheduled then
   local payloads, metas, meta = {}, {}, prio .. '|' .. queue

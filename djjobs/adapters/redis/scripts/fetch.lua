@@ -11,6 +11,20 @@
 local p, lease_until, token, limit, day = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local acks_end = 6 + 2 * tonumber(ARGV[6])
 
+-- The same call sent again after its reply was lost (RedisAdapter.run): return what it
+-- claimed the first time (leased with this token at exactly this expiry) instead of a
+-- second batch, which nobody would run until its lease expired. A first call finds none.
+if limit > 0 then
+  local again = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':running', lease_until, lease_until)) do
+    if redis.call('HGET', p .. ':leases', id) == token then
+      again[#again + 1] = id
+      again[#again + 1] = redis.call('HGET', p .. ':payloads', id) or ''
+    end
+  end
+  if #again > 0 then return again end
+end
+
 -- A variadic command in slices, within Lua's limit on unpacked values; the replies joined.
 local function call_in_slices(command, key, args, width)
   local step, replies = 1000 * width, {}
