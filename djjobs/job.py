@@ -68,6 +68,7 @@ class Job:
             registry.register(cls)
         if cls.on_worker_death not in ("retry", "fail"):
             raise ValueError(f"{cls.__qualname__}.on_worker_death must be 'retry' or 'fail'.")
+        check_priority(cls.priority, f"{cls.__qualname__}.priority")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.arguments: tuple = args
@@ -137,9 +138,7 @@ class Job:
         if queue is not None:
             self.queue_name = conf.check_queue_name(queue)
         if priority is not None:
-            if not isinstance(priority, int) or isinstance(priority, bool):
-                raise TypeError(f"priority must be an int, got {priority!r}.")
-            self.priority = priority
+            self.priority = check_priority(priority)
         if wait is not None:
             self.run_at = time.time() + seconds(wait)
         elif wait_until is not None:
@@ -191,6 +190,17 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} job_id={self.job_id} queue={self.queue_name}>"
+
+
+PRIORITY_RANGE = range(-2**31, 2**31)  # a 32-bit integer, as the database adapter stores it
+
+
+def check_priority(priority: Any, what: str = "priority") -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(f"{what} must be an int, got {priority!r}.")
+    if priority not in PRIORITY_RANGE:
+        raise ValueError(f"{what} must be between -2**31 and 2**31 - 1, got {priority}.")
+    return priority
 
 
 def _zone_meta(scheduled_at: datetime | None) -> dict:

@@ -65,6 +65,10 @@ def test_set_validates_its_options():
         EchoJob.set(queue="bad queue!").perform_later()
     with pytest.raises(TypeError, match="priority must be an int"):
         EchoJob.set(priority="high").perform_later()
+    with pytest.raises(ValueError, match=r"priority must be between -2\*\*31 and 2\*\*31 - 1"):
+        EchoJob.set(priority=2**31).perform_later()
+    with pytest.raises(ValueError, match=r"TooUrgent.priority must be between"):
+        type("TooUrgent", (Job,), {"__module__": __name__, "priority": 2**63, "perform": lambda self: None})
 
 
 def test_perform_all_later_is_one_bulk_call(enqueued_jobs):

@@ -347,3 +347,24 @@ def test_a_fetch_sent_again_after_a_lost_reply_returns_the_first_claims(redis_ad
     assert (counts.busy, counts.enqueued) == (2, 2)  # no second batch claimed for nobody
     redis_adapter.complete(claims)
     assert redis_adapter.counts().processed == 2 and redis_adapter.counts().busy == 0
+
+
+def test_claims_survive_a_failed_deregistration(redis_adapter, monkeypatch):
+    """A fetch that claimed jobs while registered as idle ends the registration; if Redis
+    fails just then, the claims made are still returned (they run), not dropped for their
+    leases to recover later as worker deaths. A job handed off and not read yet is left
+    to its lease, as a dead fetcher's would be."""
+    assert redis_adapter.fetch(["default"], 5, 0.05, "w-1") == []  # registered as idle
+    jobs = [env() for _ in range(30)]
+    redis_adapter.enqueue_many(jobs)  # a bulk into an empty queue: the first is handed off
+    real = redis_adapter._stop_waiting
+
+    def broken():
+        real()
+        raise redis.ConnectionError("gone (simulated)")
+
+    monkeypatch.setattr(redis_adapter, "_stop_waiting", broken)
+    claims = redis_adapter.fetch(["default"], 40, 0.05, "w-1")
+    assert [c.envelope.job_id for c in claims] == [j.job_id for j in jobs[1:]]
+    # The job handed off meanwhile and not read is leased, for its lease to recover.
+    assert redis_adapter.get(jobs[0].job_id).state == "running" and redis_adapter.counts().busy == 30

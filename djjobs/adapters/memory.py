@@ -296,8 +296,8 @@ class MemoryAdapter(Adapter):
         if job:
             rows = [r for r in rows if r.envelope and r.envelope.job == job]
         if search:
-            needle = search.lower()
-            rows = [r for r in rows if needle in r.job_id or needle in r.raw.decode("utf-8", "replace").lower()]
+            needle = search.encode().lower()  # ASCII letters only, as every adapter
+            rows = [r for r in rows if needle in r.job_id.encode() or needle in r.raw.lower()]
         if state == "dead":
             rows.sort(key=lambda r: -(r.at or 0))
         elif state in ("scheduled", "retry"):

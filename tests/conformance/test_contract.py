@@ -382,12 +382,15 @@ def test_undecodable_payload_is_claimed_without_an_envelope(adapter):
 
 def test_jobs_paginates_filters_and_searches(adapter):
     jobs = [env(job="tests.jobs.EchoJob", run_at=adapter.clock() + 100 + i) for i in range(30)]
-    jobs.append(env(job="tests.jobs.MailerJob", run_at=adapter.clock() + 500, args=["needle@example.com"]))
+    jobs.append(env(job="tests.jobs.MailerJob", run_at=adapter.clock() + 500, args=["needle@example.com", "Zoë"]))
     adapter.enqueue_many(jobs)
     page = adapter.jobs("scheduled", page=2, per_page=10)
     assert page.total == 31 and [r.job_id for r in page.items] == [j.job_id for j in jobs[10:20]]
     assert adapter.jobs("scheduled", job="tests.jobs.MailerJob").total == 1
     assert adapter.jobs("scheduled", search="needle@").items[0].job_id == jobs[-1].job_id
+    assert adapter.jobs("scheduled", search="NEEDLE@Example").items[0].job_id == jobs[-1].job_id  # ASCII case
+    assert adapter.jobs("scheduled", search="needle@example.org").total == 0
+    assert adapter.jobs("scheduled", search="zoë").total == 1  # non-ASCII letters match as they are
     assert adapter.jobs("scheduled", search=jobs[3].job_id).items[0].job_id == jobs[3].job_id
     assert adapter.jobs("scheduled", queue="low").total == 0
 

@@ -402,10 +402,18 @@ class DatabaseAdapter(Adapter):
         return Page([self._record(r) for r in rows[start:start + per_page]], rows.count(), page, per_page)
 
     def _search(self, rows, needle: str):
+        """Job id, error text, or the payload's bytes, ignoring the case of ASCII letters
+        as every adapter does (the payload column is binary: it is compared as text after
+        PostgreSQL's escape encoding, which leaves ASCII as it is)."""
         from django.db.models import Q
-        vendor = connections[self.alias].vendor
-        contains = "position(%s::bytea in payload) > 0" if vendor == "postgresql" else "instr(payload, %s) > 0"
-        in_payload = rows.extra(where=[contains], params=[needle.encode()])
+        lowered = needle.encode().lower()  # bytes.lower(): ASCII letters only
+        if connections[self.alias].vendor == "postgresql":
+            contains = "position(%s in lower(encode(payload, 'escape'))) > 0"
+            param = "".join(f"\\{b:03o}" if b == 0 or b >= 0x80 else "\\\\" if b == 0x5C else chr(b)
+                            for b in lowered)
+        else:
+            contains, param = "instr(lower(CAST(payload AS TEXT)), %s) > 0", lowered.decode()
+        in_payload = rows.extra(where=[contains], params=[param])
         return rows.filter(Q(job_id=needle) | Q(error__icontains=needle) | Q(id__in=in_payload.values("id")))
 
     def get(self, job_id: str) -> JobRecord | None:

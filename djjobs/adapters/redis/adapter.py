@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import os
 import threading
@@ -37,6 +38,7 @@ from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerIn
                     orphan_envelope, split_token)
 from .keys import ANCHOR_SCORE, Keys
 
+logger = logging.getLogger("djjobs")
 SCRIPTS = Path(__file__).with_name("scripts")
 SCAN_LIMIT = 200_000
 BATCH = 1000
@@ -208,13 +210,24 @@ class RedisAdapter(Adapter):
                     message = self._pubsub.get_message(timeout=0)
                 if handed:
                     if len(handed) >= limit:  # no free thread left: take no more hand-offs meanwhile
-                        handed += self._stop_waiting()
+                        handed += self._unreceived()
                     return handed
             claims = self._claim(queues, limit, worker_id)
         if claims and self._idle is not None:
             with self._wait_lock:  # jobs handed meanwhile are older than the ones just claimed
-                claims = self._stop_waiting() + claims
+                claims = self._unreceived() + claims
         return claims
+
+    def _unreceived(self) -> list[Claim]:
+        """:meth:`_stop_waiting` where jobs were claimed already: if Redis cannot be
+        reached, those claims are still returned (to run), and the unreceived hand-offs
+        are left to their leases, as a dead fetcher's would be."""
+        try:
+            return self._stop_waiting()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("Ending the idle wait failed (%s); jobs handed to this worker and not read yet "
+                           "will be recovered by their leases", exc)
+            return []
 
     def _listen(self, worker_id: str) -> None:
         if self._pubsub is not None:
@@ -444,7 +457,9 @@ class RedisAdapter(Adapter):
             raws = self.client.hmget(self.keys.payloads, [m for m, _ in members]) if members else []
             rows = [(m, s, raw or b"") for (m, s), raw in zip(members, raws)]
         else:
-            out = self.run("jobs", state, queue or "", job or "", (search or "").lower(), offset, per_page, SCAN_LIMIT)
+            # Lua's string.lower changes ASCII letters only, so the search does the same
+            out = self.run("jobs", state, queue or "", job or "", (search or "").encode().lower(), offset, per_page,
+                           SCAN_LIMIT)
             total = int(out[0])
             rows = [(out[i], out[i + 1], out[i + 2]) for i in range(1, len(out), 3)]
         items = []
