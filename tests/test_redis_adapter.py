@@ -342,7 +342,7 @@ def test_a_fetch_sent_again_after_a_lost_reply_returns_the_first_claims(redis_ad
     lost = _lose_the_next_reply(redis_adapter)
     claims = redis_adapter.fetch(["default"], 2, 0, "w")
     assert lost == [True]
-    assert [c.envelope.job_id for c in claims] == [j.job_id for j in jobs[:2]]
+    assert sorted(c.envelope.job_id for c in claims) == sorted(j.job_id for j in jobs[:2])  # (order not kept)
     counts = redis_adapter.counts()
     assert (counts.busy, counts.enqueued) == (2, 2)  # no second batch claimed for nobody
     redis_adapter.complete(claims)

@@ -14,6 +14,7 @@ local acks_end = 6 + 2 * tonumber(ARGV[6])
 -- The same call sent again after its reply was lost (RedisAdapter.run): return what it
 -- claimed the first time (leased with this token at exactly this expiry) instead of a
 -- second batch, which nobody would run until its lease expired. A first call finds none.
+-- (They come back ordered by id, not as claimed: the worker runs a batch concurrently.)
 if limit > 0 then
   local again = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':running', lease_until, lease_until)) do
