@@ -5,7 +5,11 @@ int (any size), float (NaN and infinities included), str, list, tuple, dict
 (any keys of supported types, insertion order kept), datetime/date/time/
 timedelta (time zones kept: a ``zoneinfo`` zone by its key, any other tzinfo
 by its UTC offset), Decimal, UUID, and saved model instances. Anything else
-raises :class:`SerializationError` at enqueue time, in the caller.
+raises :class:`SerializationError` at enqueue time, in the caller. A subclass of
+a supported type is stored as that type (an ``IntEnum`` member as its int, a
+``TextChoices`` member as its str, an ``OrderedDict`` as a dict); a
+``MultiValueDict`` such as ``request.POST`` is refused, since a dict would keep
+one value per key.
 
 Model instances are stored as a GlobalID-style URI ``gid://djjobs/<app_label>.<Model>/<pk>``
 and loaded fresh from the database when the job runs; a row that no longer
@@ -26,7 +30,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.datastructures import MultiValueDict
 
 from .errors import DeserializationError, SerializationError
 
@@ -39,12 +45,17 @@ def serialize(args: tuple | list, kwargs: dict) -> tuple[list, dict]:
     """Encode positional and keyword arguments; raise SerializationError naming the culprit."""
     if not args and not kwargs:
         return [], {}
-    out_args = [_encode(value, f"argument {i}") for i, value in enumerate(args)]
-    out_kwargs = {}
-    for key, value in kwargs.items():
-        if not isinstance(key, str):
-            raise SerializationError(f"Keyword argument names must be str, got {key!r}.")
-        out_kwargs[key] = _encode(value, f"keyword argument {key!r}")
+    try:
+        out_args = [_encode(value, f"argument {i}") for i, value in enumerate(args)]
+        out_kwargs = {}
+        for key, value in kwargs.items():
+            if not isinstance(key, str):
+                raise SerializationError(f"Keyword argument names must be str, got {key!r}.")
+            _check_text(key, f"keyword argument name {key!r}")
+            out_kwargs[key] = _encode(value, f"keyword argument {key!r}")
+    except RecursionError:
+        raise SerializationError("The job's arguments are nested too deeply, or a list or dict contains "
+                                 "itself; pass flatter data.") from None
     return out_args, out_kwargs
 
 
@@ -65,28 +76,29 @@ def _encode(value: Any, where: str) -> Any:
         if isinstance(value, str):
             _check_text(value, where)
         return value
-    if isinstance(value, int):
+    if isinstance(value, int):  # (an int subclass, such as an IntEnum member, is stored as its int)
+        value = int(value)
         return value if -_INT64 - 1 <= value <= _INT64 else {TAG: "int", "v": str(value)}
     if isinstance(value, float):
+        value = float(value)
         return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
     if isinstance(value, list):
         return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, tuple):
         return {TAG: "tuple", "v": [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, MultiValueDict):
+        raise SerializationError(f"{where} is a {type(value).__name__} (such as request.POST), whose keys may "
+                                 "hold several values that a dict would lose; pass dict(value.lists()).")
     if isinstance(value, dict):
         return _encode_dict(value, where)
     if isinstance(value, models.Model):
-        if value.pk is None:
-            raise SerializationError(
-                f"{where} is an unsaved {type(value).__name__} instance: save it before enqueueing, "
-                "since model arguments are passed by reference (app label, model, primary key).")
-        return {TAG: "gid", "v": model_gid(value)}
+        return {TAG: "gid", "v": _checked_gid(value, where)}
     if isinstance(value, dt.datetime):
-        return {TAG: "datetime", "v": value.isoformat(), **_zone(value.tzinfo)}
+        return {TAG: "datetime", "v": value.isoformat(), **_zone(value)}
     if isinstance(value, dt.date):
         return {TAG: "date", "v": value.isoformat()}
     if isinstance(value, dt.time):
-        return {TAG: "time", "v": value.isoformat(), **_zone(value.tzinfo)}
+        return {TAG: "time", "v": value.isoformat(), **_zone(value)}
     if isinstance(value, dt.timedelta):
         return {TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
     if isinstance(value, decimal.Decimal):
@@ -101,13 +113,38 @@ def _encode(value: Any, where: str) -> Any:
 
 def _encode_dict(value: dict, where: str) -> Any:
     if all(isinstance(k, str) for k in value) and TAG not in value:
-        return {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+        for key in value:
+            _check_text(key, f"{where} key {key!r}")
+        return {str(k): _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
     return {TAG: "dict", "v": [[_encode(k, f"{where} key {k!r}"), _encode(v, f"{where}[{k!r}]")]
                                for k, v in value.items()]}
 
 
-def _zone(tz: dt.tzinfo | None) -> dict:
-    return {"tz": tz.key} if isinstance(tz, ZoneInfo) else {}
+def _zone(value: dt.datetime | dt.time) -> dict:
+    """A zoneinfo zone by its key (a zone loaded from a file has none: its offset, in the
+    ISO text, is kept instead), and ``fold`` for the second of a repeated wall time."""
+    tz = value.tzinfo
+    if not isinstance(tz, ZoneInfo) or not tz.key:
+        return {}
+    return {"tz": tz.key, "fold": 1} if value.fold else {"tz": tz.key}
+
+
+def _checked_gid(value: models.Model, where: str) -> str:
+    """The reference of a model instance that a worker can load again, or SerializationError."""
+    meta = value._meta
+    if value.pk is None or value._state.adding:
+        raise SerializationError(
+            f"{where} is an unsaved {type(value).__name__} instance: save it before enqueueing, "
+            "since model arguments are passed by reference (app label, model, primary key).")
+    if isinstance(value.pk, tuple):
+        raise SerializationError(f"{where} is a {type(value).__name__}, whose primary key is composite; pass "
+                                 "its key values instead.")
+    try:
+        apps.get_model(meta.app_label, meta.model_name)
+    except LookupError:
+        raise SerializationError(f"{where} is a {meta.label} instance, a model of an app that is not installed: "
+                                 "a worker could not load it.") from None
+    return model_gid(value)
 
 
 def _check_text(value: str, where: str) -> None:
@@ -146,12 +183,12 @@ def _decode(value: Any) -> Any:
 
 def _decode_datetime(value: dict) -> dt.datetime:
     result = dt.datetime.fromisoformat(value["v"])
-    return result.replace(tzinfo=ZoneInfo(value["tz"])) if "tz" in value else result
+    return result.replace(tzinfo=ZoneInfo(value["tz"]), fold=value.get("fold", 0)) if "tz" in value else result
 
 
 def _decode_time(value: dict) -> dt.time:
     result = dt.time.fromisoformat(value["v"])
-    return result.replace(tzinfo=ZoneInfo(value["tz"])) if "tz" in value else result
+    return result.replace(tzinfo=ZoneInfo(value["tz"]), fold=value.get("fold", 0)) if "tz" in value else result
 
 
 def _decode_gid(value: dict) -> models.Model:
@@ -165,6 +202,8 @@ def _decode_gid(value: dict) -> models.Model:
         raise DeserializationError(f"Model reference {uri!r} names {label!r}, which is not an installed model.") from None
     try:
         return model._default_manager.get(pk=model._meta.pk.to_python(pk))
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise DeserializationError(f"Model reference {uri!r} has a malformed primary key ({exc}).") from None
     except model.DoesNotExist:
         raise DeserializationError(
             f"{label} with pk={pk!r} no longer exists (referenced by {uri}); it was deleted after the job "

@@ -34,15 +34,20 @@ class Outcome:
 
 
 def error_info(exc: BaseException, *, at: float | None = None) -> dict:
-    """The error as stored with a retrying or dead job. Never raises: an exception whose
-    ``__str__`` fails is described by its class."""
-    message = _text(exc)[:2000]
+    """The error as stored with a retrying or dead job. Never raises, and is always
+    storable: an exception whose ``__str__`` fails is described by its class, and a lone
+    surrogate (a file name that is not UTF-8, say), which JSON cannot carry, is escaped."""
+    message = _storable(_text(exc))[:2000]
     try:
-        trace = "".join(traceback.format_exception(exc))[-20000:]
+        trace = _storable("".join(traceback.format_exception(exc)))[-20000:]
     except Exception:
         trace = ""
     return {"class": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": message,
             "traceback": trace, "failed_at": at or time.time()}
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text(exc: BaseException) -> str:
@@ -119,6 +124,7 @@ def _failure(job: Job, env: Envelope, exc: BaseException, now: float) -> Outcome
     if decision.handler is not None and decision.handler.on_exhausted is not None:
         try:
             decision.handler.on_exhausted(job, exc)
+            _call_hook(job, job.after_discard, exc)
             return Outcome(DISCARDED, env, job, error=exc)
         except Exception as hook_exc:
             env = env.copy(error=error_info(hook_exc, at=now))
@@ -193,8 +199,9 @@ def perform_in_caller(envelope: Envelope, *, retry_later: bool) -> Any:
             return outcome.result
         if outcome.kind == DEAD:
             raise outcome.error
-        if retry_later:
-            submit_envelopes([outcome.envelope], after_commit=False)
+        if retry_later:  # like perform_later: after the caller's transaction commits
+            job_class = registry.lookup(outcome.envelope.job)
+            submit_envelopes([outcome.envelope], after_commit=getattr(job_class, "enqueue_after_commit", True))
             return None
         envelope = outcome.envelope.copy(run_at=None)
     raise RuntimeError(f"{envelope.describe()} was retried or rescheduled {MAX_IN_CALLER_RUNS} times in a row "

@@ -70,6 +70,11 @@ def retry_on(*exceptions: type[BaseException], wait: Wait = 3, attempts: int = 5
     if not 0 <= jitter <= 1:
         raise ValueError(f"retry_on(jitter=...) must be between 0 and 1, got {jitter!r}.")
     _check_wait(wait)
+    if queue is not None:
+        conf.check_queue_name(queue)
+    if priority is not None:
+        from .job import check_priority
+        check_priority(priority, "retry_on(priority=...)")
     return _declare(RetryOn(tuple(exceptions), wait, attempts, jitter, queue, priority, on_exhausted))
 
 

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ def seconds(value: float | int | timedelta | None, what: str = "wait") -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{what} must be a finite number of seconds, got {value!r}.")
         return float(value)
     raise TypeError(f"{what} must be seconds (int/float) or a timedelta, got {value!r}.")
 
@@ -113,10 +116,14 @@ class Job:
 
     @classmethod
     def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
-        """Run here and now; a failure follows the retry rules (a retry is enqueued for later)
-        and a failure for good re-raises. Returns ``perform``'s return value."""
+        """Run here and now; a failure follows the retry rules (a retry is enqueued for later,
+        after the caller's transaction commits, as ``perform_later`` would) and a failure for
+        good re-raises. Returns ``perform``'s return value."""
+        return cls(*args, **kwargs)._perform_now()
+
+    def _perform_now(self) -> Any:
         from .execution import perform_in_caller
-        return perform_in_caller(cls(*args, **kwargs).to_envelope(), retry_later=True)
+        return perform_in_caller(self.to_envelope(), retry_later=True)
 
     @classmethod
     def set(cls, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
@@ -230,7 +237,10 @@ class ConfiguredJob:
         return self.job_class(*args, **kwargs).enqueue(**self.options)
 
     def perform_now(self, *args: Any, **kwargs: Any) -> Any:
-        return self.job_class.perform_now(*args, **kwargs)
+        """Run here and now with these options (the queue and priority the job sees, and
+        that a retry is enqueued with); a wait does not delay the run."""
+        options = {k: v for k, v in self.options.items() if k in ("queue", "priority")}
+        return self.job_class(*args, **kwargs).configure(**options)._perform_now()
 
     def new(self, *args: Any, **kwargs: Any) -> Job:
         """A configured instance, e.g. for :func:`perform_all_later`."""

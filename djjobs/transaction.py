@@ -2,10 +2,14 @@
 
 Promise: inside ``transaction.atomic()`` a job is stored only after the
 outermost transaction commits (``on_commit``), so a rollback never leaves a
-job behind and a job never runs before the data it reads is committed.
-Outside a transaction the job is stored at once. Adapters that store jobs
-in the same database (``transactional_enqueue``) write the job inside the
-caller's transaction instead, which gives the same promise atomically.
+job behind and a job never runs before the data it reads is committed. That
+holds on every database alias: with transactions open on several, the job is
+stored once all of them have committed. Outside a transaction the job is
+stored at once. Adapters that store jobs in the same database
+(``transactional_enqueue``) write the job inside the caller's transaction
+instead, which gives the same promise atomically, when that is the only open
+transaction. A deferred job is encoded (and checked against the payload
+limit) before the commit, so a job that cannot be stored fails in the caller.
 
 Django's ``TestCase`` wraps each test in transactions that never commit;
 those do not count as the caller's transaction, so ``perform_later`` in a
@@ -19,11 +23,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Iterable
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from . import conf, registry, signals
 from .adapters import get_adapter
 from .envelope import Envelope
+from .errors import EnqueueError
 
 if TYPE_CHECKING:
     from .adapters.base import Adapter
@@ -44,11 +49,25 @@ def submit(jobs: list["Job"]) -> None:
 
 def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: "Adapter | None" = None) -> None:
     adapter = adapter or get_adapter()
-    alias = conf.get("DATABASE")
-    if after_commit and not adapter.transactional_enqueue and in_user_transaction(alias):
-        transaction.on_commit(lambda: _store_after_commit(adapter, envelopes), using=alias)
-    else:
+    if not after_commit:
         store(adapter, envelopes)
+        return
+    open_aliases = [c.alias for c in connections.all(initialized_only=True) if in_user_transaction(c.alias)]
+    own = conf.get("DATABASE") if adapter.transactional_enqueue else None
+    if not open_aliases or open_aliases == [own]:
+        store(adapter, envelopes)  # now: no transaction, or the job joins the only one open
+        return
+    for env in envelopes:  # fail in the caller, before the commit, if a job cannot be stored
+        adapter.encode(env)
+    waiting = [len(open_aliases)]
+
+    def committed() -> None:  # stored once every open transaction has committed
+        waiting[0] -= 1
+        if waiting[0] == 0:
+            _store_after_commit(adapter, envelopes)
+
+    for alias in open_aliases:
+        transaction.on_commit(committed, using=alias)
 
 
 def in_user_transaction(alias: str = "default") -> bool:
@@ -73,7 +92,16 @@ def _store_after_commit(adapter: "Adapter", envelopes: list[Envelope]) -> None:
     try:
         store(adapter, envelopes)
     except Exception as exc:
+        if adapter.name == "inline" and not isinstance(exc, EnqueueError):
+            raise  # the job ran, in the caller, and failed for good: its error, as outside atomic()
         for env in envelopes:
             logger.error("Enqueue after commit failed (%s: %s); the transaction committed but this job was "
-                         "NOT stored: %s", type(exc).__name__, exc, env.encode().decode())
+                         "NOT stored: %s", type(exc).__name__, exc, _printable(env))
             signals.job_enqueue_failed.send_robust(sender=None, envelope=env, exception=exc)
+
+
+def _printable(env: Envelope) -> str:
+    try:
+        return env.encode().decode()
+    except Exception:
+        return repr(env)

@@ -107,3 +107,62 @@ def test_forged_model_reference_cannot_name_other_things():
         deserialize([{"_dj": "gid", "v": "gid://djjobs/os.system/1"}], {})
     with pytest.raises(DeserializationError, match="Unknown argument tag"):
         deserialize([{"_dj": "pickle", "v": "x"}], {})
+
+
+def test_text_that_json_cannot_carry_is_refused_in_keys_and_names_too():
+    with pytest.raises(SerializationError, match="lone surrogate"):
+        serialize([{"\ud800": 1}], {})
+    with pytest.raises(SerializationError, match="lone surrogate"):
+        serialize([], {"\ud800": 1})
+
+
+def test_self_containing_or_too_deep_arguments_are_serialization_errors():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        serialize([loop], {})
+
+
+def test_subclasses_are_stored_as_their_base_type_and_a_multivaluedict_is_refused():
+    import enum
+    from collections import OrderedDict
+    from django.utils.datastructures import MultiValueDict
+
+    class Size(enum.IntEnum):
+        BIG = 2
+
+    class Ratio(float):
+        pass
+
+    args, _ = serialize([Size.BIG, Ratio(0.5), OrderedDict(a=1)], {})
+    env = Envelope(job=EchoJob.job_name, args=args)
+    assert deserialize(Envelope.decode(env.encode()).args, {})[0] == [2, 0.5, {"a": 1}]
+    with pytest.raises(SerializationError, match="MultiValueDict"):
+        serialize([MultiValueDict({"tag": ["a", "b"]})], {})
+
+
+def test_the_second_of_a_repeated_wall_time_keeps_its_instant():
+    zone = ZoneInfo("America/New_York")
+    later = dt.datetime(2024, 11, 3, 1, 30, tzinfo=zone, fold=1)  # EST, the second 01:30
+    [back], _ = deserialize(*serialize([later], {}))
+    assert back.timestamp() == later.timestamp() and back.fold == 1 and back.tzinfo.key == "America/New_York"
+
+
+def test_a_zone_without_a_key_is_kept_by_its_offset():
+    import zoneinfo
+    with open(zoneinfo.TZPATH[0] + "/Europe/Paris", "rb") as data:
+        zone = ZoneInfo.from_file(data)
+    value = dt.datetime(2024, 7, 1, 12, tzinfo=zone)
+    [back], _ = deserialize(*serialize([value], {}))
+    assert back == value and back.utcoffset() == dt.timedelta(hours=2)
+
+
+@pytest.mark.django_db
+def test_model_instances_a_worker_could_not_load_are_refused():
+    with pytest.raises(SerializationError, match="unsaved Token"):
+        serialize([Token(name="has a default pk, not saved")], {})
+
+
+def test_a_reference_with_a_malformed_primary_key_is_a_deserialization_error():
+    with pytest.raises(DeserializationError, match="malformed primary key"):
+        deserialize([{"_dj": "gid", "v": "gid://djjobs/tests.Token/not-a-uuid"}], {})

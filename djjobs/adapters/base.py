@@ -39,9 +39,11 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, Iterable, Sequence
 
+import orjson
+
 from .. import conf
 from ..envelope import Envelope
-from ..errors import EnqueueError, PayloadError, UnsupportedFeature
+from ..errors import EnqueueError, PayloadError, SerializationError, UnsupportedFeature
 
 STATES = ("ready", "scheduled", "retry", "running", "dead")
 
@@ -164,7 +166,10 @@ class Adapter(ABC):
         if envelope.run_at is not None and not self.supports_schedule and envelope.run_at > self.clock():
             raise UnsupportedFeature(f"The {self.name} adapter cannot schedule jobs ({envelope.describe()} "
                                      "has a run_at); use the redis or database adapter.")
-        data = envelope.encode()
+        try:
+            data = envelope.encode()
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            raise SerializationError(f"{envelope.describe()}: its arguments cannot be encoded as JSON ({exc}).") from None
         limit = self.setting("MAX_PAYLOAD_BYTES") if limit is None else limit
         if len(data) > limit:
             raise EnqueueError(f"{envelope.describe()}: payload is {len(data):,} bytes, over the "
