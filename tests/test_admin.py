@@ -186,3 +186,82 @@ def test_permissions(adapter):
     changer.post(url("jobs_action", "dead"), {"action": "delete", "ids": [env.job_id]})
     assert adapter.get(env.job_id) is None
     assert Client().get(url("stats")).status_code == 302
+
+
+def test_a_viewer_searches_by_job_id_only(adapter):
+    """A payload search would tell whether a masked argument contains a text, character
+    by character: users without the change permission search job ids only."""
+    env = dead_job(adapter, kwargs={"password": "tr0ub4dor"})
+    viewer = Client()
+    viewer.force_login(user("viewer", "view_dashboard"))
+    assert env.job_id not in viewer.get(url("jobs", "dead"), {"q": "tr0ub"}).content.decode()
+    assert env.job_id in viewer.get(url("jobs", "dead"), {"q": env.job_id}).content.decode()
+
+
+def test_secrets_are_masked_in_pair_stored_dicts_and_unreadable_payloads(admin_client, adapter):
+    from djjobs.arguments import serialize
+    args, _ = serialize([{"password": "hunter2", 1: "x"}], {})
+    env = dead_job(adapter, args=args)
+    assert "hunter2" not in admin_client.get(url("jobs", "dead")).content.decode()
+    assert "hunter2" not in admin_client.get(url("job", env.job_id)).content.decode()
+    newer = Envelope(job="tests.jobs.EchoJob", kwargs={"password": "s3cr3t"}).encode().replace(
+        b'"version":1', b'"version":2')
+    adapter.enqueue_raw(newer, "default")
+    [claim] = adapter.fetch(["default"], 1, 0, "w")
+    adapter.kill(claim, None)
+    [record] = [r for r in adapter.jobs("dead").items if r.envelope is None]
+    page = admin_client.get(url("job", record.job_id)).content.decode()
+    assert "s3cr3t" not in page and "password" in page
+
+
+@override_settings(DJJOBS={"ADMIN_SECRET_ARGUMENTS": []})
+def test_an_empty_secret_list_masks_nothing():
+    from djjobs.admin.presenters import masked
+    assert masked({"user": "ann", "order": 7}) == {"user": "ann", "order": 7}
+
+
+def test_odd_rows_do_not_break_the_lists(admin_client, adapter):
+    env = dead_job(adapter, job_id="import/42")
+    odd = Envelope(job="tests.jobs.EchoJob", job_id="")
+    adapter.enqueue(odd)
+    [claim] = adapter.fetch(["default"], 1, 0, "w")
+    adapter.kill(claim, odd.copy(error={"class": 7, "message": None, "traceback": "", "failed_at": 1.0}))
+    assert admin_client.get(url("jobs", "dead")).status_code == 200
+    assert admin_client.get(url("job", env.job_id)).status_code == 200
+    assert admin_client.get(url("jobs", "dead"), {"page": "10000000000000000000"}).status_code == 200
+
+
+def test_retry_all_moves_each_job_dead_at_the_click_once(admin_client, adapter):
+    """A worker that fails a retried job back into the dead set meanwhile must not get it
+    again from the same click."""
+    for _ in range(3):
+        dead_job(adapter)
+    retry_now = adapter.retry_now
+    moved = []
+
+    def retry_and_fail_again(ids):
+        n = retry_now(ids)
+        moved.extend(ids)
+        for claim in adapter.fetch(["default"], 10, 0, "w"):  # a worker fails them again at once
+            adapter.kill(claim, claim.envelope)
+        return n
+
+    adapter.retry_now = retry_and_fail_again
+    admin_client.post(url("jobs_action", "dead"), {"action": "retry_all"})
+    assert len(moved) == 3 == len(set(moved))
+
+
+@override_settings(DJJOBS={"CRON": {"nightly": {"cron": "0 3 * * *", "job": "tests.jobs.EchoJob"},
+                                    "broken": {"cron": "not cron", "job": "tests.jobs.EchoJob"}}})
+def test_run_now_works_beside_a_broken_entry(admin_client, adapter):
+    assert admin_client.post(url("cron_run"), {"name": "nightly"}).status_code == 302
+    assert adapter.counts().enqueued == 1
+
+
+@override_settings(DJJOBS={"ADAPTER": "inline"})
+def test_every_page_renders_on_the_inline_adapter(admin_client):
+    for name in ("dashboard_changelist", "queues", "workers", "cron"):
+        assert admin_client.get(url(name)).status_code == 200, name
+    for state in ("scheduled", "retry", "dead"):
+        assert admin_client.get(url("jobs", state)).status_code == 200, state
+    assert admin_client.get(url("job", "nothing")).status_code == 404

@@ -268,3 +268,10 @@ def test_seed_store_is_idempotent(db):
     from django.contrib.auth.models import User
     assert (Seller.objects.count(), Ebook.objects.count(), Buyer.objects.count()) == (3, 5, 3)
     assert User.objects.get(username="admin").check_password("admin")
+
+
+@pytest.mark.parametrize("buyer", ["abc", "", "²"])
+def test_a_malformed_buyer_is_not_found(client, shop, enqueued_jobs, buyer):
+    book = shop[0]
+    assert client.post(reverse("buy", args=[book.pk]), {"buyer": buyer}).status_code == 404
+    assert enqueued_jobs.enqueued == []

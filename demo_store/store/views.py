@@ -1,6 +1,7 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -21,7 +22,11 @@ def ebook(request, pk):
 @require_POST
 def buy(request, pk):
     book = get_object_or_404(Ebook, pk=pk)
-    buyer = get_object_or_404(Buyer, pk=request.POST.get("buyer"))
+    try:
+        buyer_id = int(request.POST.get("buyer", ""))
+    except ValueError:
+        raise Http404("No such buyer.") from None
+    buyer = get_object_or_404(Buyer, pk=buyer_id)
     with transaction.atomic():
         commission = (book.price * book.commission_rate).quantize(Decimal("0.01"), ROUND_HALF_UP)
         purchase = Purchase.objects.create(ebook=book, buyer=buyer, price=book.price, commission=commission)

@@ -8,15 +8,22 @@ report empty state.
 """
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from typing import Sequence
 
 from ..envelope import Envelope
-from .base import Adapter, Counts
+from .base import Adapter, Counts, JobRecord, Page
 
 
 class InlineAdapter(Adapter):
     name = "inline"
     supports_fetch = False
+
+    def __init__(self, options: dict | None = None):
+        super().__init__(options)
+        self._results: dict[str, tuple[float, dict]] = {}
+        self._results_lock = threading.Lock()
 
     def enqueue(self, envelope: Envelope) -> None:
         from ..execution import perform_in_caller
@@ -35,3 +42,34 @@ class InlineAdapter(Adapter):
 
     def workers(self) -> list:
         return []
+
+    def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
+             search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
+        return Page([], 0, page, per_page)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return None
+
+    def history(self, days: int = 30) -> list[tuple[str, int, int]]:
+        today = dt.date.fromtimestamp(self.clock())
+        return [((today - dt.timedelta(days=n)).isoformat(), 0, 0) for n in range(days - 1, -1, -1)]
+
+    def cron_states(self) -> dict[str, dict]:
+        return {}
+
+    # django.tasks results: kept in this process, for as long as they are asked for (the
+    # job has run by the time enqueue returns).
+    def save_result(self, job_id: str, result: dict, ttl: float) -> None:
+        with self._results_lock:
+            if len(self._results) >= 10_000:  # a long-lived process: forget the expired ones
+                now = self.clock()
+                self._results = {k: v for k, v in self._results.items() if v[0] > now}
+            self._results[job_id] = (self.clock() + ttl, result)
+
+    def load_result(self, job_id: str) -> dict | None:
+        with self._results_lock:
+            expires, result = self._results.get(job_id, (0.0, None))
+            if expires <= self.clock():
+                self._results.pop(job_id, None)
+                return None
+            return result

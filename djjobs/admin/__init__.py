@@ -32,7 +32,7 @@ class DashboardAdmin(admin.ModelAdmin):
             page(views.workers, "djjobs_workers", "workers/"),
             page(views.cron, "djjobs_cron", "cron/"),
             page(views.cron_run_now, "djjobs_cron_run", "cron/run/"),
-            page(views.job_detail, "djjobs_job", "job/<str:job_id>/"),
+            page(views.job_detail, "djjobs_job", "job/<path:job_id>/"),
             page(views.jobs_action, "djjobs_jobs_action", "<str:state>/action/"),
             page(views.jobs, "djjobs_jobs", "<str:state>/"),
         ]

@@ -107,7 +107,10 @@ def jobs(request, site, state: str):
         raise Http404
     page_no = _int(request.GET.get("page"), 1)
     job, queue, search = request.GET.get("job") or None, request.GET.get("queue") or None, request.GET.get("q") or None
-    page = get_adapter().jobs(state, queue=queue, job=job, search=search, page=page_no, per_page=PER_PAGE)
+    if search and not request.user.has_perm("djjobs.change_dashboard"):
+        page = _by_id(state, search)  # a payload search would tell whether a masked argument holds a text
+    else:
+        page = get_adapter().jobs(state, queue=queue, job=job, search=search, page=page_no, per_page=PER_PAGE)
     pages = max(1, -(-page.total // PER_PAGE))
     return render(request, site, "jobs.html", STATES[state], state, state=state, page=page, pages=pages,
                   rows=[presenters.row(r) for r in page.items], job=job or "", queue=queue or "", q=search or "",
@@ -136,14 +139,27 @@ def jobs_action(request, site, state: str):
     return back(request, reverse("admin:djjobs_jobs", args=[state]))
 
 
+def _by_id(state: str, job_id: str):
+    from ..adapters.base import Page
+    record = get_adapter().get(job_id)
+    items = [record] if record is not None and record.state == state else []
+    return Page(items, len(items), 1, PER_PAGE)
+
+
 def _retry_all(adapter, batch: int = 500, limit: int = 1_000_000) -> int:
-    moved = 0
-    while moved < limit:
-        ids = [r.job_id for r in adapter.jobs("dead", page=1, per_page=batch).items]
-        if not ids:
+    """Each job dead at the click, once: the ids are read first, then moved. (Moving page
+    one until the set was empty retried again jobs that a worker had meanwhile failed
+    back into the dead set.)"""
+    ids: dict[str, None] = {}
+    page = 1
+    while len(ids) < limit:
+        found = [r.job_id for r in adapter.jobs("dead", page=page, per_page=batch).items]
+        ids.update(dict.fromkeys(found))
+        if len(found) < batch:
             break
-        moved += adapter.retry_now(ids)
-    return moved
+        page += 1
+    ordered = list(ids)
+    return sum(adapter.retry_now(ordered[i:i + batch]) for i in range(0, len(ordered), batch))
 
 
 def job_detail(request, site, job_id: str):
@@ -182,10 +198,11 @@ def cron(request, site):
 @require_POST
 def cron_run_now(request, site):
     require_change(request)
-    from ..cron import Scheduler, entries
+    from ..cron import Scheduler, parse_entries
+    from .. import conf
     name = request.POST.get("name", "")
-    try:
-        job = Scheduler(get_adapter(), entries()).run_now(name)
+    try:  # the valid entries: another one's problem (shown on the page) must not stop this one
+        job = Scheduler(get_adapter(), parse_entries(conf.get("CRON"))[0]).run_now(name)
     except StopIteration:
         raise Http404(f"No cron entry {name!r}.") from None
     messages.success(request, f"Enqueued {name} as job {job.job_id}.")
@@ -193,9 +210,9 @@ def cron_run_now(request, site):
     return back(request, reverse("admin:djjobs_cron"))
 
 
-def _int(value, default: int) -> int:
+def _int(value, default: int, most: int = 1_000_000) -> int:
     try:
-        return max(1, int(value))
+        return min(most, max(1, int(value)))
     except (TypeError, ValueError):
         return default
 

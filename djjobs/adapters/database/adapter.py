@@ -447,8 +447,10 @@ class DatabaseAdapter(Adapter):
 
     def workers(self) -> list[WorkerInfo]:
         from ...models import WorkerRow
+        live = self.clock() - 2 * self.setting("LEASE_SECONDS")  # as Redis expires its entries
         return [WorkerInfo(w.worker_id, w.host, w.pid, list(w.queues), w.concurrency, w.started_at, w.heartbeat_at,
-                           list(w.busy)) for w in WorkerRow.objects.using(self.alias).order_by("worker_id")]
+                           list(w.busy))
+                for w in WorkerRow.objects.using(self.alias).filter(heartbeat_at__gte=live).order_by("worker_id")]
 
     def history(self, days: int = 30) -> list[tuple[str, int, int]]:
         from ...models import DailyStat
