@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
@@ -88,12 +89,16 @@ class CronEntry:
         return None
 
     def next_runs(self, count: int = 3, now: float | None = None) -> list[datetime]:
+        """The next ``count`` run times (fewer, or none, when they cannot be computed)."""
         start = time.time() if now is None else now
         result = []
-        for tick in self.ticks(start, start + 10 * 366 * 86400):
-            result.append(datetime.fromtimestamp(tick, self.zone))
-            if len(result) == count:
-                break
+        try:
+            for tick in self.ticks(start, start + 10 * 366 * 86400):
+                result.append(datetime.fromtimestamp(tick, self.zone))
+                if len(result) == count:
+                    break
+        except Exception as exc:
+            logger.error("Cron %s: cannot compute its next runs: %s: %s", self.name, type(exc).__name__, exc)
         return result
 
 
@@ -139,11 +144,30 @@ def parse_entry(name: str, spec: Any) -> CronEntry:
     unknown = set(spec) - KEYS
     if unknown:
         raise bad(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(KEYS)}.")
-    if not isinstance(spec.get("cron"), str) or not croniter.is_valid(spec["cron"]):
-        raise bad(f"bad cron expression {spec.get('cron')!r}: use five fields ('0 0 * * *'), "
-                  "'@daily'/'@hourly'/…, or six with seconds last.", "djjobs.E011")
-    entry = CronEntry(name, spec["cron"], spec.get("job"), list(spec.get("args", [])), dict(spec.get("kwargs", {})),
+    expression = spec.get("cron")
+    if not isinstance(expression, str) or not croniter.is_valid(expression) \
+            or re.search(r"(^|[\s,])[RH]($|[\s,(/])", expression.upper()):
+        raise bad(f"bad cron expression {expression!r}: use five fields ('0 0 * * *'), "
+                  "'@daily'/'@hourly'/…, or six with seconds last (no random 'R' or hashed 'H' fields: every "
+                  "scheduler must compute the same ticks).", "djjobs.E011")
+    try:  # valid syntax can still never fire ('0 0 30 2 *': 30 February)
+        it = croniter(expression, datetime(2000, 1, 1))
+        it.get_next(datetime)
+        it.get_prev(datetime)
+    except Exception as exc:
+        raise bad(f"cron expression {expression!r} never fires ({exc}).", "djjobs.E011") from None
+    args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) \
+            or not all(isinstance(k, str) for k in kwargs):
+        raise bad("'args' must be a list and 'kwargs' a dict with str keys.", "djjobs.E014")
+    entry = CronEntry(name, expression, spec.get("job"), list(args), dict(kwargs),
                       spec.get("queue"), spec.get("priority"), spec.get("timezone", "UTC"), spec.get("catch_up", "latest"))
+    if entry.priority is not None:
+        from .job import check_priority
+        try:
+            check_priority(entry.priority, "'priority'")
+        except (TypeError, ValueError) as exc:
+            raise bad(str(exc)) from None
     try:
         entry.job_class()
     except (UnknownJobError, TypeError) as exc:
@@ -190,7 +214,11 @@ class Scheduler:
             last = states.get(entry.name, {}).get("last_tick")
             fresh = last is None or (entry.catch_up == "none" and last < self.started_at)
             since = self.started_at - 1 if fresh else last
-            tick = entry.latest_tick(now)  # after downtime: the latest missed tick only, never a burst
+            try:  # one entry's trouble never stops the others
+                tick = entry.latest_tick(now)  # after downtime: the latest missed tick only, never a burst
+            except Exception as exc:
+                logger.error("Cron %s: cannot compute its ticks: %s: %s", entry.name, type(exc).__name__, exc)
+                continue
             if tick is None or tick <= since:
                 continue
             if self._enqueue_tick(entry, tick):

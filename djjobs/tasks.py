@@ -113,13 +113,15 @@ class TaskJob(Job):
             exc = outcome.error
             record["errors"].append({"exception_class_path": f"{type(exc).__module__}.{type(exc).__qualname__}",
                                      "traceback": (outcome.envelope.error or {}).get("traceback", "")})
+        until = None
         if outcome.kind == execution.SUCCEEDED:
             record.update(status=TaskResultStatus.SUCCESSFUL, return_value=outcome.result, finished_at=_now())
         elif outcome.kind in (execution.RETRY, execution.RESCHEDULED):
             record.update(status=TaskResultStatus.READY)
+            until = outcome.run_at  # kept until the next attempt, plus RESULT_TTL
         else:
             record.update(status=TaskResultStatus.FAILED, finished_at=_now())
-        backend.save(self.job_id, record)
+        backend.save(self.job_id, record, until=until)
         if record["finished_at"]:
             task_finished.send(type(backend), task_result=backend.result_from_record(self.job_id, record))
 
@@ -183,11 +185,24 @@ class JobsBackend(BaseTaskBackend):
                 "started_at": None, "finished_at": None, "last_attempted_at": None, "args": args,
                 "kwargs": kwargs, "errors": [], "worker_ids": [], "return_value": None}
 
-    def save(self, job_id: str, record: dict) -> None:
-        get_adapter().save_result(job_id, {**record, "status": str(record["status"])}, self.result_ttl)
+    def save(self, job_id: str, record: dict, *, until: float | None = None) -> None:
+        """Store the record for RESULT_TTL seconds, counted from when the task can run at
+        the earliest (``run_after``, or ``until`` for a retry) while it has not run. It
+        goes to the adapter as one JSON text made by the standard library, which carries
+        what Django's JSON rules allow (integers of any size) where orjson stops at 64 bits."""
+        import json
+        ttl = self.result_ttl
+        if not record.get("finished_at"):
+            start = until if until is not None else (_dt(record.get("run_after")) or datetime.now(dt_timezone.utc)).timestamp()
+            ttl += max(0.0, start - datetime.now(dt_timezone.utc).timestamp())
+        get_adapter().save_result(job_id, {"json": json.dumps({**record, "status": str(record["status"])})}, ttl)
 
     def load(self, job_id: str) -> dict | None:
-        return get_adapter().load_result(job_id)
+        import json
+        stored = get_adapter().load_result(job_id)
+        if stored is not None and set(stored) == {"json"}:
+            return json.loads(stored["json"])
+        return stored  # (written by djjobs before the JSON text)
 
     def result_from_record(self, job_id: str, record: dict, task: Task | None = None) -> TaskResult:
         task = task or self._task(record)
@@ -220,3 +235,25 @@ def _now() -> str:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _fail_unstarted(sender, job=None, envelope=None, exception=None, **kwargs) -> None:
+    """A task's job that went to the dead set without running (its function could not be
+    found in the worker, say) never reached ``after_outcome``: its result is FAILED, as
+    Django defines it ("raised an exception or was unable to start"), not READY forever."""
+    if job is not None or envelope is None or not envelope.job.startswith("djjobs.tasks:"):
+        return
+    from django.tasks import task_backends
+    backend = next((b for b in task_backends.all() if isinstance(b, JobsBackend)), None)
+    record = backend.load(envelope.job_id) if backend is not None else None
+    if record is None or record.get("finished_at"):
+        return
+    record["errors"].append({"exception_class_path": f"{type(exception).__module__}.{type(exception).__qualname__}",
+                             "traceback": (envelope.error or {}).get("traceback", "")})
+    record.update(status=TaskResultStatus.FAILED, finished_at=_now())
+    backend.save(envelope.job_id, record)
+
+
+from . import signals as _signals  # noqa: E402
+
+_signals.job_failed.connect(_fail_unstarted, dispatch_uid="djjobs.tasks.fail_unstarted")

@@ -43,3 +43,8 @@ def flaky(fail_times):
 async def async_double(x):
     await asyncio.sleep(0)
     return x * 2
+
+
+@task
+def huge():
+    return 2**70

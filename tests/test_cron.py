@@ -156,6 +156,11 @@ def test_a_failed_enqueue_is_recorded_and_does_not_stop_the_scheduler(adapter):
     ({"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "args": [object()]}, "djjobs.E014", "do not serialize"),
     ({"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "when": 1}, "djjobs.E010", "unknown key"),
     ({"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "catch_up": "all"}, "djjobs.E010", "catch_up"),
+    ({"cron": "0 0 30 2 *", "job": "tests.jobs.EchoJob"}, "djjobs.E011", "never fires"),
+    ({"cron": "R * * * *", "job": "tests.jobs.EchoJob"}, "djjobs.E011", "no random 'R'"),
+    ({"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "args": 5}, "djjobs.E014", "'args' must be a list"),
+    ({"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "kwargs": [1]}, "djjobs.E014", "'kwargs' a dict with str keys"),
+    ({"cron": "0 0 * * *", "job": "tests.jobs.EchoJob", "priority": "high"}, "djjobs.E010", "'priority' must be an int"),
 ])
 def test_bad_entries_are_named_system_check_errors(spec, check_id, text):
     with override_settings(DJJOBS={"ADAPTER": "test", "CRON": {"bad": spec}}):
@@ -193,3 +198,17 @@ def test_the_job_keeps_the_entrys_time_zone(adapter):
     job = Job.from_envelope.__func__(EchoJob, env)
     assert job.scheduled_at == datetime(2026, 5, 2, tzinfo=ZoneInfo("America/Los_Angeles"))
     assert str(job.scheduled_at.tzinfo) == "America/Los_Angeles"
+
+
+def test_day_and_month_names_are_not_taken_for_random_fields():
+    assert parse_entry("x", {"cron": "0 9 * MAR THU", "job": "tests.jobs.EchoJob"}).cron == "0 9 * MAR THU"
+
+
+def test_an_entry_whose_ticks_fail_does_not_stop_the_others(adapter):
+    from djjobs.cron import CronEntry
+    good = entry("0 * * * *")
+    broken = CronEntry("broken", "0 0 30 2 *", "tests.jobs.EchoJob", [], {}, None, None, "UTC", "latest")
+    with time_machine.travel(ts(2026, 5, 1, 9, 59, 30), tick=False):
+        s = Scheduler(adapter, [broken, good])
+    assert s.tick(now=ts(2026, 5, 1, 10, 0, 1)) == [("e", ts(2026, 5, 1, 10))]
+    assert broken.next_runs(1) == []

@@ -300,3 +300,15 @@ def test_workers_whose_heartbeat_stopped_are_not_listed(alias, clock):
     assert [w.worker_id for w in adapter.workers()] == ["gone"]
     clock.advance(21)
     assert adapter.workers() == []
+
+
+def test_cron_tick_claims_are_pruned_after_eight_days(alias, clock):
+    from djjobs.models import CronTick
+    adapter = DatabaseAdapter({"DATABASE": alias})
+    adapter.clock = clock
+    assert adapter.claim_tick("every-second", 1.0) and not adapter.claim_tick("every-second", 1.0)
+    adapter.prune()
+    assert CronTick.objects.using(alias).count() == 1
+    clock.advance(8 * 86400 + 3601)
+    adapter.prune()
+    assert CronTick.objects.using(alias).count() == 0

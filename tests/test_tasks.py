@@ -14,6 +14,7 @@ from djjobs.adapters.memory import MemoryAdapter
 from djjobs.envelope import Envelope
 from djjobs.worker.processor import process
 from tests import tasks
+from tests.fixtures.core import FakeClock
 
 
 @pytest.fixture
@@ -148,3 +149,30 @@ def test_enqueue_on_commit_option(adapter, django_capture_on_commit_callbacks):
 
 
 pytestmark = pytest.mark.django_db
+
+
+def test_a_result_beyond_64_bits_is_stored(adapter):
+    """Django's JSON rules allow integers of any size; the record must carry them too."""
+    result = tasks.huge.enqueue()
+    work(adapter)
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 2**70
+
+
+def test_a_task_that_cannot_start_fails(adapter):
+    """A job for a task function the worker does not know goes to the dead set without
+    running: its result is FAILED (Django: "unable to start"), not READY forever."""
+    result = tasks.add.enqueue(1, 2)
+    [claim] = adapter.fetch(["default"], 1, 0, "w1")
+    claim.envelope.job = "djjobs.tasks:tests.tasks.gone_meanwhile"
+    process(adapter, claim)
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED and result.finished_at is not None
+    assert result.errors[0].exception_class_path == "djjobs.errors.UnknownJobError"
+
+
+def test_a_deferred_result_outlives_the_ttl_until_it_can_run(adapter):
+    adapter.clock = clock = FakeClock()
+    later = tasks.add.using(run_after=timezone.now() + timedelta(days=2)).enqueue(1, 1)
+    clock.advance(25 * 3600)  # past the default RESULT_TTL of a day, before run_after
+    assert tasks.add.get_result(later.id).status == TaskResultStatus.READY

@@ -35,6 +35,7 @@ COLUMNS = ("job_id, job_name, queue, priority, state, position, run_at, enqueued
 INSERT = f"INSERT INTO djjobs_job ({COLUMNS}) VALUES "
 ROW_FIELDS = 12
 ROW = "(" + ", ".join(["%s"] * ROW_FIELDS) + ")"
+TICK_CLAIM_SECONDS = 8 * 86400
 PRUNE_BATCH = 1000
 
 
@@ -62,6 +63,7 @@ class DatabaseAdapter(Adapter):
         super().__init__(options)
         self.alias = self.setting("DATABASE")
         self._dialect = None
+        self._ticks_pruned_at = 0.0
 
     @property
     def dialect(self):
@@ -312,7 +314,19 @@ class DatabaseAdapter(Adapter):
         cutoff = now - self.setting("FINISHED_RETENTION_SECONDS")
         ids = list(jobs.filter(state="finished", updated_at__lt=cutoff).values_list("id", flat=True)[:PRUNE_BATCH])
         deleted = jobs.filter(id__in=ids).delete()[0] if ids else 0
-        return deleted + self._trim_dead()
+        return deleted + self._trim_dead() + self._prune_ticks(now)
+
+    def _prune_ticks(self, now: float) -> int:
+        """Cron tick claims older than TICK_CLAIM_SECONDS (8 days, as Redis keeps them), at
+        most once an hour per process: a claim only has to outlive the schedulers' race for
+        its tick and the cron state that records it."""
+        from ...models import CronTick
+        if now - self._ticks_pruned_at < 3600:
+            return 0
+        self._ticks_pruned_at = now
+        ticks = CronTick.objects.using(self.alias)
+        ids = list(ticks.filter(claimed_at__lt=now - TICK_CLAIM_SECONDS).values_list("id", flat=True)[:PRUNE_BATCH])
+        return ticks.filter(id__in=ids).delete()[0] if ids else 0
 
     def _trim_dead(self) -> int:
         from ...models import JobRow
