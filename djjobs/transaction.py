@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from django.db import connections, transaction
 
-from . import conf, registry, signals
+from . import registry, signals
 from .adapters import get_adapter
 from .envelope import Envelope
 from .errors import EnqueueError
@@ -53,7 +53,7 @@ def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: 
         store(adapter, envelopes)
         return
     open_aliases = [c.alias for c in connections.all(initialized_only=True) if in_user_transaction(c.alias)]
-    own = conf.get("DATABASE") if adapter.transactional_enqueue else None
+    own = adapter.setting("DATABASE") if adapter.transactional_enqueue else None
     if not open_aliases or open_aliases == [own]:
         store(adapter, envelopes)  # now: no transaction, or the job joins the only one open
         return

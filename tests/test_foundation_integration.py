@@ -15,7 +15,7 @@ from djjobs.adapters.testing import TestAdapter
 from djjobs.errors import EnqueueError
 from djjobs.testing import (JobsTestMixin, assert_enqueued_jobs, assert_enqueued_with, assert_no_enqueued_jobs,
                             drain_enqueued_jobs, enqueued_jobs as list_enqueued, perform_enqueued_jobs)
-from tests.jobs import CALLS, AlwaysFailsJob, EchoJob, FlakyJob, MailerJob
+from tests.jobs import CALLS, AlwaysFailsJob, EchoJob, FlakyJob, MailerJob, record
 
 
 class ChainJob(Job):
@@ -251,3 +251,33 @@ def test_startup_imports_the_configured_adapter_and_tolerates_a_bad_one(adapter,
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(imported)
+
+
+class ChildLaterJob(Job):
+    def perform(self):
+        record("parent")
+        EchoJob.set(wait=3600).perform_later("child later")
+
+
+def test_drain_without_scheduled_jobs_leaves_the_scheduled_children_stored(enqueued_jobs):
+    CALLS.clear()
+    ChildLaterJob.perform_later()
+    assert drain_enqueued_jobs(include_scheduled=False) == 1
+    assert CALLS == [("parent",)] and enqueued_jobs.counts().scheduled == 1
+
+
+def test_a_job_failing_in_a_drain_leaves_the_rest_of_its_round_stored(enqueued_jobs):
+    CALLS.clear()
+    AlwaysFailsJob.perform_later()
+    EchoJob.perform_later("after")
+    with pytest.raises(ValueError):
+        drain_enqueued_jobs()
+    assert ("echo", ("after",), {}) not in CALLS and enqueued_jobs.counts().enqueued == 1
+    assert drain_enqueued_jobs() == 1 and ("echo", ("after",), {}) in CALLS
+
+
+def test_assert_enqueued_with_tells_true_from_one(enqueued_jobs):
+    EchoJob.perform_later(1)
+    with pytest.raises(AssertionError):
+        assert_enqueued_with(job=EchoJob, args=[True])
+    assert_enqueued_with(job=EchoJob, args=[1])

@@ -59,13 +59,16 @@ class TestAdapter(MemoryAdapter):
             claims = self.fetch(None, 10**9, 0, "test-drain")
             if not claims:
                 return len(self.performed) - before
-            self.complete(claims)
-            self.performing += 1
-            try:
-                for claim in claims:
+            # One job at a time, each forgotten once it has run; the jobs they enqueue are
+            # stored and run in the next round (a scheduled one only with include_scheduled).
+            for i, claim in enumerate(claims):
+                try:
                     self.run(claim.envelope)
-            finally:
-                self.performing -= 1
+                except BaseException:
+                    self.complete([claim])
+                    self.release(claims[i + 1:])  # not run: back to their queues, for the next drain
+                    raise
+                self.complete([claim])
         raise RuntimeError(f"Jobs kept enqueueing jobs for {max_rounds} rounds; stopping the drain.")
 
     def clear(self, queue: str | None = None) -> int:

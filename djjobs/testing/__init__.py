@@ -11,6 +11,8 @@ import contextlib
 from datetime import datetime
 from typing import Any, Iterator
 
+import orjson
+
 from ..adapters import get_adapter, use_adapter
 from ..adapters.testing import TestAdapter
 from ..arguments import serialize
@@ -74,10 +76,11 @@ def assert_enqueued_with(*, job: type[Job] | None = None, args: tuple | list | N
     want_args, want_kwargs = serialize(args or (), kwargs or {})
     at_ts = at.timestamp() if isinstance(at, datetime) else at
     candidates = enqueued_jobs(job, queue)
-    for env in candidates:
-        if args is not None and env.args != want_args:
+    for env in candidates:  # compared as JSON, so True is not 1 and 1 is not 1.0
+        if args is not None and orjson.dumps(env.args) != orjson.dumps(want_args):
             continue
-        if kwargs is not None and env.kwargs != want_kwargs:
+        if kwargs is not None and orjson.dumps(env.kwargs, option=orjson.OPT_SORT_KEYS) != orjson.dumps(
+                want_kwargs, option=orjson.OPT_SORT_KEYS):
             continue
         if priority is not None and env.priority != priority:
             continue
