@@ -10,6 +10,7 @@ from djjobs.adapters import use_adapter
 from djjobs.adapters.database import DatabaseAdapter
 from djjobs.envelope import Envelope
 from djjobs.models import JobRow
+from tests.fixtures.core import check_recovery_leaves_a_lease_renewed_meanwhile
 from tests.fixtures.database import require_postgres
 from tests.jobs import EchoJob
 
@@ -173,25 +174,8 @@ def test_heartbeat_waits_for_the_write_lock_on_deferred_sqlite(tmp_path):
 
 
 def test_recovery_leaves_a_lease_renewed_meanwhile(alias, clock):
-    """Recovery reads the expired leases, then moves each job: a heartbeat that renews one
-    in between keeps it running (the move re-checks the expiry), or it would run twice."""
-    adapter = DatabaseAdapter({"DATABASE": alias, "LEASE_SECONDS": 10})
-    adapter.clock = clock
-    adapter.enqueue(Envelope(job=EchoJob.job_name))
-    claims = adapter.fetch(["default"], 1, 0, "w")
-    clock.advance(11)
-    move = adapter._move
-
-    def renewed_first(*args, **kwargs):
-        adapter.heartbeat(_info(), claims)
-        return move(*args, **kwargs)
-
-    adapter._move = renewed_first
-    assert adapter.recover_expired() == 0
-    assert adapter.get(claims[0].envelope.job_id).state == "running"
-    adapter._move = move
-    clock.advance(11)
-    assert adapter.recover_expired() == 1
+    check_recovery_leaves_a_lease_renewed_meanwhile(DatabaseAdapter({"DATABASE": alias, "LEASE_SECONDS": 10}),
+                                                    clock, 10)
 
 
 def test_trimming_the_dead_set_keeps_a_job_retried_meanwhile(alias):

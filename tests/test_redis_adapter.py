@@ -13,6 +13,7 @@ from djjobs.adapters.redis import RedisAdapter
 from djjobs.arguments import serialize
 from djjobs.envelope import Envelope
 from djjobs.errors import ConfigurationError, EnqueueError
+from tests.fixtures.core import check_recovery_leaves_a_lease_renewed_meanwhile
 from tests.fixtures.worker import wait_for
 from tests.pg_server import free_port
 
@@ -275,25 +276,7 @@ def test_jobs_handed_before_the_fetcher_reads_come_one_call_at_a_time_in_order(r
 
 
 def test_recovery_leaves_a_lease_renewed_meanwhile(redis_adapter, clock):
-    """Recovery reads the expired leases, then moves each job in a script: a heartbeat that
-    renews one in between keeps it running (the script re-checks the expiry)."""
-    from djjobs.adapters.base import WorkerInfo
-    redis_adapter.clock = clock
-    redis_adapter.enqueue(env())
-    claims = redis_adapter.fetch(["default"], 1, 0, "w")
-    clock.advance(61)
-    move = redis_adapter._move
-
-    def renewed_first(*args, **kwargs):
-        redis_adapter.heartbeat(WorkerInfo("w", "host", 1, ["default"], 1, clock()), claims)
-        return move(*args, **kwargs)
-
-    redis_adapter._move = renewed_first
-    assert redis_adapter.recover_expired() == 0
-    assert redis_adapter.get(claims[0].envelope.job_id).state == "running"
-    redis_adapter._move = move
-    clock.advance(61)
-    assert redis_adapter.recover_expired() == 1
+    check_recovery_leaves_a_lease_renewed_meanwhile(redis_adapter, clock, 60)
 
 
 def test_listing_ready_jobs_scans_at_most_its_limit(redis_adapter, monkeypatch):
