@@ -24,6 +24,7 @@ class DjJobsConfig(AppConfig):
                 raise ImproperlyConfigured(f"DJJOBS['JOB_MODULES'] names {module!r}, which cannot be imported "
                                            f"({exc}).") from exc
         if uses_djjobs_tasks():
+            from . import tasks  # noqa: F401  (its job_failed receiver marks unstartable tasks FAILED)
             autodiscover_modules("tasks")  # @task functions register their Job classes
         # Import the configured adapter's module now (it connects only when first used), so a
         # process's first enqueue does not pay for importing redis-py (about 90 ms). A bad

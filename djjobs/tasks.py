@@ -19,6 +19,7 @@ wait="polynomially_longer")``; without them a task runs once, as in Django.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 from datetime import datetime, timezone as dt_timezone
@@ -34,7 +35,7 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils.json import normalize_json
 
-from . import conf, execution
+from . import conf, execution, signals
 from .adapters import get_adapter
 from .handlers import discard_on, retry_on
 from .job import Job
@@ -190,7 +191,6 @@ class JobsBackend(BaseTaskBackend):
         the earliest (``run_after``, or ``until`` for a retry) while it has not run. It
         goes to the adapter as one JSON text made by the standard library, which carries
         what Django's JSON rules allow (integers of any size) where orjson stops at 64 bits."""
-        import json
         ttl = self.result_ttl
         if not record.get("finished_at"):
             start = until if until is not None else (_dt(record.get("run_after")) or datetime.now(dt_timezone.utc)).timestamp()
@@ -198,7 +198,6 @@ class JobsBackend(BaseTaskBackend):
         get_adapter().save_result(job_id, {"json": json.dumps({**record, "status": str(record["status"])})}, ttl)
 
     def load(self, job_id: str) -> dict | None:
-        import json
         stored = get_adapter().load_result(job_id)
         if stored is not None and set(stored) == {"json"}:
             return json.loads(stored["json"])
@@ -254,6 +253,4 @@ def _fail_unstarted(sender, job=None, envelope=None, exception=None, **kwargs) -
     backend.save(envelope.job_id, record)
 
 
-from . import signals as _signals  # noqa: E402
-
-_signals.job_failed.connect(_fail_unstarted, dispatch_uid="djjobs.tasks.fail_unstarted")
+signals.job_failed.connect(_fail_unstarted, dispatch_uid="djjobs.tasks.fail_unstarted")
