@@ -176,3 +176,15 @@ def test_a_deferred_result_outlives_the_ttl_until_it_can_run(adapter):
     later = tasks.add.using(run_after=timezone.now() + timedelta(days=2)).enqueue(1, 1)
     clock.advance(25 * 3600)  # past the default RESULT_TTL of a day, before run_after
     assert tasks.add.get_result(later.id).status == TaskResultStatus.READY
+
+
+def test_a_task_whose_worker_died_every_time_fails(adapter):
+    adapter.clock = clock = FakeClock()
+    result = tasks.add.enqueue(1, 2)
+    for _ in range(adapter.setting("MAX_WORKER_DEATHS")):
+        assert adapter.fetch(["default"], 1, 0, "w1")
+        clock.advance(adapter.setting("LEASE_SECONDS") + 1)
+        adapter.recover_expired()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "djjobs.errors.WorkerDied"

@@ -358,6 +358,20 @@ def orphan_fate(envelope: Envelope, max_deaths: int) -> str:
     return "dead" if policy == "fail" or envelope.deaths >= max_deaths else "requeue"
 
 
+def announce_dead(envelopes: Iterable[Envelope | None]) -> None:
+    """Send ``job_failed`` for jobs that lease recovery moved to the dead set (a poison
+    pill, or ``on_worker_death = "fail"``): they failed for good like any dead job, and
+    receivers (alerts, django.tasks results) must hear of it. Outside any adapter lock."""
+    from .. import registry, signals
+    from ..errors import WorkerDied
+    if not signals.job_failed.receivers:
+        return
+    for env in envelopes:
+        if env is not None:
+            signals.job_failed.send_robust(sender=registry.lookup(env.job), job=None, envelope=env,
+                                           exception=WorkerDied((env.error or {}).get("message", "")))
+
+
 def orphan_envelope(envelope: Envelope, now: float) -> tuple[str, Envelope]:
     """The envelope to store for a job whose lease expired, and where it goes."""
     env = envelope.copy(deaths=envelope.deaths + 1, executions=envelope.executions + 1)

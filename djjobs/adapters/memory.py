@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 from ..envelope import Envelope
 from ..errors import PayloadError
-from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none,
+from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, announce_dead, decode_or_none,
                    orphan_envelope)
 
 
@@ -205,7 +205,7 @@ class MemoryAdapter(Adapter):
 
     def recover_expired(self) -> int:
         now, lease = self.clock(), self.setting("LEASE_SECONDS")
-        recovered = 0
+        recovered, dead = 0, []
         with self._cond:
             for job_id, rec in list(self._recs.items()):
                 if rec.state != "running" or rec.lease_until > now:
@@ -219,10 +219,12 @@ class MemoryAdapter(Adapter):
                 else:
                     rec.state, rec.at, rec.token = "dead", now, None
                     self._count(failed=True)
+                    dead.append(env)
                 recovered += 1
             expired = [w for w, info in self._workers.items() if info.heartbeat_at + lease < now]
             for worker_id in expired:
                 del self._workers[worker_id]
+        announce_dead(dead)
         return recovered
 
     def promote_due(self) -> int:

@@ -326,15 +326,28 @@ def test_heartbeat_extends_leases_and_registers_the_worker(adapter):
 
 
 def test_a_job_that_kills_its_worker_repeatedly_goes_dead(adapter):
-    adapter.enqueue(job := env())
-    lease = adapter.setting("LEASE_SECONDS")
-    for _ in range(adapter.setting("MAX_WORKER_DEATHS")):
-        assert fetch_ids(adapter, limit=1) == [job.job_id]
-        adapter.clock.advance(lease + 1)
-        adapter.recover_expired()
+    """...and ``job_failed`` is sent, as for any job that fails for good (alerts and
+    django.tasks results hear of it)."""
+    from djjobs import signals
+    failed = []
+
+    def receiver(sender, job=None, envelope=None, exception=None, **kwargs):
+        failed.append((envelope.job_id, type(exception).__name__))
+
+    signals.job_failed.connect(receiver)
+    try:
+        adapter.enqueue(job := env())
+        lease = adapter.setting("LEASE_SECONDS")
+        for _ in range(adapter.setting("MAX_WORKER_DEATHS")):
+            assert fetch_ids(adapter, limit=1) == [job.job_id]
+            adapter.clock.advance(lease + 1)
+            adapter.recover_expired()
+    finally:
+        signals.job_failed.disconnect(receiver)
     record = adapter.get(job.job_id)
     assert record.state == "dead"
     assert "poison" in record.envelope.error["message"]
+    assert failed == [(job.job_id, "WorkerDied")]
 
 
 def test_pause_and_resume(adapter):
