@@ -358,6 +358,25 @@ def orphan_fate(envelope: Envelope, max_deaths: int) -> str:
     return "dead" if policy == "fail" or envelope.deaths >= max_deaths else "requeue"
 
 
+def recover_orphans(expired: Iterable[tuple[str, str, bytes]], now: float, move) -> int:
+    """Lease recovery's common part, for adapters that read the expired leases first and
+    then move each job in its own atomic step: ``expired`` is (job id, lease token,
+    payload); ``move(claim, fate, envelope)`` moves one to its queue's front (``fate``
+    "requeue") or the dead set, fenced by the token and by the lease still being expired
+    (a renewal that lands in between wins), and returns whether it did. Sends
+    ``job_failed`` for the ones moved to the dead set. Returns how many moved."""
+    recovered, dead = 0, []
+    for job_id, token, raw in expired:
+        env = decode_or_none(raw)
+        fate, env = orphan_envelope(env, now) if env else ("dead", None)
+        if move(Claim(env, raw, f"{token}:{job_id}", "", 0), fate, env):
+            recovered += 1
+            if fate == "dead":
+                dead.append(env)
+    announce_dead(dead)
+    return recovered
+
+
 def announce_dead(envelopes: Iterable[Envelope | None]) -> None:
     """Send ``job_failed`` for jobs that lease recovery moved to the dead set (a poison
     pill, or ``on_worker_death = "fail"``): they failed for good like any dead job, and

@@ -25,8 +25,8 @@ from django.db import IntegrityError, connections, transaction
 
 from ...envelope import Envelope
 from ...errors import EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, announce_dead, decode_or_none,
-                    fenced_claim, orphan_envelope, split_token)
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none,
+                    fenced_claim, recover_orphans, split_token)
 from .dialects import dialect_for
 
 ACTIVE = ("ready", "scheduled", "retry", "running", "dead")
@@ -283,20 +283,15 @@ class DatabaseAdapter(Adapter):
     def recover_expired(self) -> int:
         from ...models import JobRow, WorkerRow
         now = self.clock()
-        recovered, dead = 0, []
-        expired = list(JobRow.objects.using(self.alias).filter(state="running", lease_until__lt=now)
-                       .order_by("lease_until").values_list("job_id", "lease_token", "payload")[:100])
-        for job_id, token, payload in expired:
-            env = decode_or_none(bytes(payload))
-            fate, env = orphan_envelope(env, now) if env else ("dead", None)
-            claim = Claim(env, bytes(payload), f"{token}:{job_id}", "", 0)
-            # expired_before: a renewal that landed since the SELECT keeps the job where it is
+        expired = JobRow.objects.using(self.alias).filter(state="running", lease_until__lt=now).order_by(
+            "lease_until").values_list("job_id", "lease_token", "payload")[:100]
+
+        def move(claim: Claim, fate: str, env: Envelope | None) -> bool:
             if fate == "requeue":
-                recovered += self._move(claim, "ready", env, None, position=-self._us(now), expired_before=now)
-            elif self._move(claim, "dead", env, None, failed=True, expired_before=now):
-                recovered += 1
-                dead.append(env)
-        announce_dead(dead)
+                return self._move(claim, "ready", env, None, position=-self._us(now), expired_before=now)
+            return self._move(claim, "dead", env, None, failed=True, expired_before=now)
+
+        recovered = recover_orphans(((i, t, bytes(p)) for i, t, p in expired), now, move)
         lease = self.setting("LEASE_SECONDS")
         WorkerRow.objects.using(self.alias).filter(heartbeat_at__lt=now - lease).delete()
         return recovered

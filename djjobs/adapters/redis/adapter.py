@@ -34,8 +34,8 @@ except ImportError:  # pragma: no cover - hiredis comes with djjobs[redis]
 
 from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, announce_dead, decode_or_none,
-                    fenced_claim, orphan_envelope, split_token)
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none,
+                    fenced_claim, recover_orphans, split_token)
 from .keys import ANCHOR_SCORE, Keys
 
 logger = logging.getLogger("djjobs")
@@ -346,22 +346,19 @@ class RedisAdapter(Adapter):
     def recover_expired(self) -> int:
         now = self.clock()
         expired = [i.decode() for i in self.client.zrangebyscore(self.keys.running, "-inf", repr(now), start=0, num=100)]
-        recovered, dead = 0, []
+        rows = []
         if expired:
             tokens = self.client.hmget(self.keys.leases, expired)
             payloads = self.client.hmget(self.keys.payloads, expired)
-            for job_id, token, raw in zip(expired, tokens, payloads):
-                if token is None or raw is None:
-                    continue
-                env = decode_or_none(raw)
-                fate, env = orphan_envelope(env, now) if env else ("dead", None)
-                claim = Claim(env, raw, f"{token.decode()}:{job_id}", "", 0)
-                if fate == "requeue":
-                    recovered += self._move(claim, "front", 0, env, expired_before=now)
-                elif self._move(claim, "dead", now, env, "failed", expired_before=now):
-                    recovered += 1
-                    dead.append(env)
-        announce_dead(dead)
+            rows = [(i, t.decode(), raw) for i, t, raw in zip(expired, tokens, payloads)
+                    if t is not None and raw is not None]
+
+        def move(claim: Claim, fate: str, env: Envelope | None) -> bool:
+            if fate == "requeue":
+                return self._move(claim, "front", 0, env, expired_before=now)
+            return self._move(claim, "dead", now, env, "failed", expired_before=now)
+
+        recovered = recover_orphans(rows, now, move)
         self.client.zremrangebyscore(self.keys.workers, "-inf", repr(now - self.setting("LEASE_SECONDS")))
         return recovered
 
