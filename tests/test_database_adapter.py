@@ -275,17 +275,6 @@ def test_check_advises_immediate_transactions_on_sqlite():
         connections["default"].settings_dict["OPTIONS"] = options
 
 
-def test_workers_whose_heartbeat_stopped_are_not_listed(alias, clock):
-    """A worker killed with all the others leaves its row (no live worker's poller removes
-    it): it is not listed after two leases without a heartbeat, as on Redis."""
-    adapter = DatabaseAdapter({"DATABASE": alias, "LEASE_SECONDS": 10})
-    adapter.clock = clock
-    adapter.heartbeat(_info("gone"), [])
-    assert [w.worker_id for w in adapter.workers()] == ["gone"]
-    clock.advance(21)
-    assert adapter.workers() == []
-
-
 def test_cron_tick_claims_are_pruned_after_eight_days(alias, clock):
     from djjobs.models import CronTick
     adapter = DatabaseAdapter({"DATABASE": alias})

@@ -306,6 +306,8 @@ class Adapter(ABC):
         raise NotImplementedError
 
     def workers(self) -> list[WorkerInfo]:
+        """Registered workers with a heartbeat in the last two leases (one killed with all
+        the others leaves an entry no poller removes)."""
         raise NotImplementedError
 
     def history(self, days: int = 30) -> list[tuple[str, int, int]]:

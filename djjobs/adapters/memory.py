@@ -364,8 +364,9 @@ class MemoryAdapter(Adapter):
             self._cond.notify_all()
 
     def workers(self) -> list[WorkerInfo]:
+        live = self.clock() - 2 * self.setting("LEASE_SECONDS")
         with self._cond:
-            return [dataclasses.replace(w) for w in self._workers.values()]
+            return [dataclasses.replace(w) for w in self._workers.values() if w.heartbeat_at >= live]
 
     def history(self, days: int = 30) -> list[tuple[str, int, int]]:
         today = dt.date.fromtimestamp(self.clock())

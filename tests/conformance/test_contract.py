@@ -325,6 +325,16 @@ def test_heartbeat_extends_leases_and_registers_the_worker(adapter):
     assert adapter.workers() == []
 
 
+def test_a_worker_silent_for_two_leases_is_not_listed(adapter):
+    """A worker killed with all the others leaves its entry, which no live worker's poller
+    removes: after two leases without a heartbeat it is no longer listed."""
+    adapter.heartbeat(WorkerInfo(W, "host", 123, ["default"], 10, adapter.clock()), [])
+    adapter.clock.advance(adapter.setting("LEASE_SECONDS") * 2 - 1)
+    assert [w.worker_id for w in adapter.workers()] == [W]
+    adapter.clock.advance(2)
+    assert adapter.workers() == []
+
+
 def test_a_job_that_kills_its_worker_repeatedly_goes_dead(adapter):
     """...and ``job_failed`` is sent, as for any job that fails for good (alerts and
     django.tasks results hear of it)."""

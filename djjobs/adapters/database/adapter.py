@@ -458,7 +458,7 @@ class DatabaseAdapter(Adapter):
 
     def workers(self) -> list[WorkerInfo]:
         from ...models import WorkerRow
-        live = self.clock() - 2 * self.setting("LEASE_SECONDS")  # as Redis expires its entries
+        live = self.clock() - 2 * self.setting("LEASE_SECONDS")
         return [WorkerInfo(w.worker_id, w.host, w.pid, list(w.queues), w.concurrency, w.started_at, w.heartbeat_at,
                            list(w.busy))
                 for w in WorkerRow.objects.using(self.alias).filter(heartbeat_at__gte=live).order_by("worker_id")]

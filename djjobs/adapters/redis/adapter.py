@@ -507,10 +507,9 @@ class RedisAdapter(Adapter):
         ids = [w.decode() for w in self.client.zrange(self.keys.workers, 0, -1)]
         if not ids:
             return []
-        result = []
+        result, live = [], self.clock() - 2 * self.setting("LEASE_SECONDS")  # (the keys expire then too)
         for raw in self.client.mget([self.keys.worker(w) for w in ids]):
-            if raw:
-                info = orjson.loads(raw)
+            if raw and (info := orjson.loads(raw))["heartbeat_at"] >= live:
                 result.append(WorkerInfo(info["worker_id"], info["host"], info["pid"], info["queues"],
                                          info["concurrency"], info["started_at"], info["heartbeat_at"], info["busy"]))
         return result
