@@ -9,11 +9,11 @@ report empty state.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import Sequence
 
 from ..envelope import Envelope
 from .base import Adapter, Counts, JobRecord, Page
+from .memory import LocalResults
 
 
 class InlineAdapter(Adapter):
@@ -22,8 +22,7 @@ class InlineAdapter(Adapter):
 
     def __init__(self, options: dict | None = None):
         super().__init__(options)
-        self._results: dict[str, tuple[float, dict]] = {}
-        self._results_lock = threading.Lock()
+        self._results = LocalResults(lambda: self.clock())  # django.tasks results, in this process
 
     def enqueue(self, envelope: Envelope) -> None:
         from ..execution import perform_in_caller
@@ -57,19 +56,8 @@ class InlineAdapter(Adapter):
     def cron_states(self) -> dict[str, dict]:
         return {}
 
-    # django.tasks results: kept in this process, for as long as they are asked for (the
-    # job has run by the time enqueue returns).
     def save_result(self, job_id: str, result: dict, ttl: float) -> None:
-        with self._results_lock:
-            if len(self._results) >= 10_000:  # a long-lived process: forget the expired ones
-                now = self.clock()
-                self._results = {k: v for k, v in self._results.items() if v[0] > now}
-            self._results[job_id] = (self.clock() + ttl, result)
+        self._results.save(job_id, result, ttl)
 
     def load_result(self, job_id: str) -> dict | None:
-        with self._results_lock:
-            expires, result = self._results.get(job_id, (0.0, None))
-            if expires <= self.clock():
-                self._results.pop(job_id, None)
-                return None
-            return result
+        return self._results.load(job_id)

@@ -38,6 +38,31 @@ class _Rec:
 
 
 
+class LocalResults:
+    """``django.tasks`` results kept in this process (the in-memory and inline adapters),
+    as JSON bytes like a real store keeps them, until they expire. Expired ones are dropped
+    when read, and all of them whenever 10,000 are held (a long-lived process)."""
+
+    def __init__(self, clock):
+        self._clock, self._items, self._lock = clock, {}, threading.Lock()
+
+    def save(self, job_id: str, result: dict, ttl: float) -> None:
+        data = orjson.dumps(result)
+        with self._lock:
+            now = self._clock()
+            if len(self._items) >= 10_000:
+                self._items = {k: v for k, v in self._items.items() if v[0] > now}
+            self._items[job_id] = (now + ttl, data)
+
+    def load(self, job_id: str) -> dict | None:
+        with self._lock:
+            expires, data = self._items.get(job_id, (0.0, b""))
+            if expires <= self._clock():
+                self._items.pop(job_id, None)
+                return None
+        return orjson.loads(data)
+
+
 class MemoryAdapter(Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
@@ -55,7 +80,7 @@ class MemoryAdapter(Adapter):
         self._paused: set[str] = set()
         self._ticks: set[tuple[str, float]] = set()
         self._cron: dict[str, dict] = {}
-        self._results: dict[str, tuple[float, bytes]] = {}
+        self._results = LocalResults(lambda: self.clock())
         self._workers: dict[str, WorkerInfo] = {}
 
     # --- internals (caller holds the lock) ------------------------------------
@@ -255,17 +280,10 @@ class MemoryAdapter(Adapter):
             self._cron[name] = dict(state)
 
     def save_result(self, job_id: str, result: dict, ttl: float) -> None:
-        data = orjson.dumps(result)
-        with self._cond:
-            self._results[job_id] = (self.clock() + ttl, data)
+        self._results.save(job_id, result, ttl)
 
     def load_result(self, job_id: str) -> dict | None:
-        with self._cond:
-            expires, data = self._results.get(job_id, (0.0, b""))
-            if expires <= self.clock():
-                self._results.pop(job_id, None)
-                return None
-        return orjson.loads(data)
+        return self._results.load(job_id)
 
     # --- inspection -----------------------------------------------------
     def counts(self) -> Counts:
