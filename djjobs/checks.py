@@ -2,7 +2,7 @@
 
 djjobs.E001 unknown adapter · E002 bad option type or value · E003 malformed queue name ·
 E004 unknown key · E005 adapter-specific problem · W001 async adapter with DEBUG=False ·
-W002 SQLite without immediate transactions for the database adapter ·
+W002 adapter-specific advice (the database adapter on SQLite without immediate transactions) ·
 E010 malformed cron entry · E011 bad cron expression · E012 unknown cron job class ·
 E013 unknown time zone · E014 cron arguments that do not serialize.
 """
@@ -35,13 +35,12 @@ def check_settings(app_configs=None, **kwargs) -> list:
     advice = []
     try:
         adapter = cls(conf.get("OPTIONS"))
-        problems = adapter.check() if hasattr(adapter, "check") else []
-        advice = adapter.advice() if hasattr(adapter, "advice") and not problems else []
+        problems = adapter.check()
+        advice = [] if problems else adapter.advice()
     except ConfigurationError as exc:
         problems = [str(exc)]
     messages += [Error(p, id="djjobs.E005") for p in problems]
-    messages += [Warning(a, hint='Add "transaction_mode": "IMMEDIATE" to that database\'s OPTIONS (see '
-                         'docs/configuration.md, SQLite).', id="djjobs.W002") for a in advice]
+    messages += [Warning(message, hint=hint, id="djjobs.W002") for message, hint in advice]
     return messages
 
 

@@ -57,7 +57,7 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
 MINIMUMS: dict[str, float] = {
     "RETRY_ATTEMPTS": 0, "MAX_PAYLOAD_BYTES": 1, "LEASE_SECONDS": 1, "MAX_WORKER_DEATHS": 1, "DEAD_MAX_JOBS": 0,
     "DEAD_MAX_DAYS": 0, "FINISHED_RETENTION_SECONDS": 0, "CONCURRENCY": 1, "SHUTDOWN_TIMEOUT": 0,
-    "POLL_INTERVAL": 0.01, "PREFETCH_SECONDS": 0, "ASYNC_THREADS": 1,
+    "POLL_INTERVAL": 0.01, "PREFETCH_SECONDS": 0, "ASYNC_THREADS": 1, "FETCH_POLL_INTERVAL": 0.001,
 }
 
 _cache: dict[str, Any] | None = None
@@ -127,7 +127,6 @@ ADAPTER_OPTIONS: dict[str, tuple[type, ...]] = {
                                           "FINISHED_RETENTION_SECONDS", "ASYNC_THREADS")},
     "FETCH_POLL_INTERVAL": (int, float),
 }
-MINIMUMS["FETCH_POLL_INTERVAL"] = 0.001
 UNBOUNDED = {"DEAD_MAX_DAYS", "FINISHED_RETENTION_SECONDS"}  # float("inf"): keep forever
 
 

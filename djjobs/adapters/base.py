@@ -316,7 +316,11 @@ class Adapter(ABC):
 
     # --- lifecycle ------------------------------------------------------
     def check(self) -> list[str]:
-        """Problems with this adapter's configuration (for system checks)."""
+        """Problems with this adapter's configuration (system check errors, E005)."""
+        return []
+
+    def advice(self) -> list[tuple[str, str]]:
+        """(message, hint) for settings that work but invite trouble (system check warnings)."""
         return []
 
     def close(self) -> None:

@@ -93,7 +93,12 @@ class WorkerProcess:
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGTSTP, lambda *_: (self.quiet.set(), logger.info("Quiet: no new jobs fetched")))
+        signal.signal(signal.SIGTSTP, lambda *_: self.go_quiet())
+
+    def go_quiet(self) -> None:
+        """Stop fetching; running jobs go on (SIGTSTP, or a restart after one)."""
+        self.quiet.set()
+        logger.info("Quiet: no new jobs fetched")
 
     def _on_stop(self, signum, frame) -> None:
         """The first SIGTERM or SIGINT stops gracefully; a SIGINT after it stops now (the

@@ -490,14 +490,14 @@ class DatabaseAdapter(Adapter):
                         "DJJOBS['DATABASE'] at an alias of the same database without that option."]
         return []
 
-    def advice(self) -> list[str]:
-        """Settings that work but invite trouble (system check warnings)."""
+    def advice(self) -> list[tuple[str, str]]:
         settings = connections[self.alias].settings_dict if self.alias in connections.settings else {}
         if "sqlite" in settings.get("ENGINE", "") and \
                 str(settings.get("OPTIONS", {}).get("transaction_mode", "")).upper() != "IMMEDIATE":
-            return [f"DATABASES[{self.alias!r}] is SQLite without transaction_mode IMMEDIATE: a transaction that "
-                    "reads before it writes (such as a view that enqueues jobs inside atomic()) fails at once with "
-                    "\"database is locked\" while a worker writes, instead of waiting for the busy timeout."]
+            return [(f"DATABASES[{self.alias!r}] is SQLite without transaction_mode IMMEDIATE: a transaction that "
+                     "reads before it writes (such as a view that enqueues jobs inside atomic()) fails at once with "
+                     "\"database is locked\" while a worker writes, instead of waiting for the busy timeout.",
+                     'Add "transaction_mode": "IMMEDIATE" to that database\'s OPTIONS (docs/configuration.md, SQLite).')]
         return []
 
     def close(self) -> None:

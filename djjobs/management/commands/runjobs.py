@@ -1,7 +1,6 @@
 """``manage.py runjobs``: run jobs from the configured durable adapter."""
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -89,8 +88,7 @@ class Command(BaseCommand):
                                prefetch_seconds=float(conf.get("PREFETCH_SECONDS")))
         worker.install_signals()
         if options["start_quiet"]:  # restarted after the supervisor was told SIGTSTP
-            worker.quiet.set()
-            logging.getLogger("djjobs").info("Quiet: no new jobs fetched")
+            worker.go_quiet()
         worker.run()
 
     def _banner(self, adapter, options):
