@@ -178,7 +178,9 @@ def _decode(value: Any) -> Any:
     except DeserializationError:
         raise
     except (ValueError, TypeError, KeyError, LookupError, decimal.InvalidOperation) as exc:
-        raise DeserializationError(f"Cannot decode {tag} argument {value!r}: {exc}") from exc
+        # Neither the value nor the decoder's message (which quotes it): arguments may be secrets.
+        raise DeserializationError(f"Cannot decode a {tag} argument (a {type(value).__name__} the {tag} decoder "
+                                   f"refuses: {type(exc).__name__}).") from None
 
 
 def _decode_datetime(value: dict) -> dt.datetime:

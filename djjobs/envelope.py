@@ -61,16 +61,19 @@ class Envelope:
         try:
             raw = orjson.loads(data)
         except (orjson.JSONDecodeError, TypeError) as exc:
-            raise PayloadError(f"Undecodable job payload ({exc}); first bytes: {bytes(data[:80]) if isinstance(data, (bytes, bytearray, memoryview)) else data[:80]!r}") from None
+            # The message never quotes the payload: it is logged and stored, and may hold secrets.
+            raise PayloadError(f"Undecodable job payload ({exc}; {len(data):,} bytes).") from None
         return cls.from_dict(raw)
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Envelope":
         if not isinstance(raw, dict) or not isinstance(raw.get("job"), str):
-            raise PayloadError(f"Job payload is not a djjobs envelope (no 'job' name): {str(raw)[:120]}")
+            raise PayloadError(f"Job payload is not a djjobs envelope (a JSON {type(raw).__name__} without a "
+                               "'job' name).")
         version = raw.get("version", VERSION)
         if type(version) is not int:
-            raise PayloadError(f"Job payload has a malformed envelope version: {version!r}")
+            raise PayloadError(f"Job payload has a malformed envelope version (a {type(version).__name__}, "
+                               "not an integer).")
         if version > VERSION:
             raise PayloadError(f"Job payload has envelope version {version}, newer than this djjobs "
                                f"understands ({VERSION}); upgrade djjobs on this worker.")
@@ -105,7 +108,7 @@ class Envelope:
                     "enqueued_at": numbers, "run_at": optional_numbers, "executions": int,
                     "exception_executions": dict, "deaths": int, "error": (dict, type(None)),
                     "scheduled_at": optional_numbers, "meta": dict}
-        bad = [f"{name} = {getattr(self, name)!r}" for name, types in expected.items()
+        bad = [f"{name} is a {type(getattr(self, name)).__name__}" for name, types in expected.items()
                if not isinstance(getattr(self, name), types) or isinstance(getattr(self, name), bool)]
         return ", ".join(bad)
 

@@ -35,9 +35,10 @@ error, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -46,6 +47,7 @@ from ..envelope import Envelope
 from ..errors import EnqueueError, PayloadError, SerializationError, UnsupportedFeature
 
 STATES = ("ready", "scheduled", "retry", "running", "dead")
+logger = logging.getLogger("djjobs")
 
 
 @dataclasses.dataclass
@@ -77,6 +79,9 @@ class JobRecord:
     envelope: Envelope | None
     at: float | None = None         # run_at (scheduled/retry), claimed at (running), failed at (dead)
     queue: str = ""
+    #: the failure stored beside the payload when the payload cannot carry it (bytes that do
+    #: not decode, or an envelope the encoder cannot write back): kept byte-exact, with this
+    error: dict | None = None
 
 
 @dataclasses.dataclass
@@ -214,9 +219,11 @@ class Adapter(ABC):
         """``retry_job()``: move to the scheduled set, not a failure."""
         raise NotImplementedError
 
-    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
-        """Failed for good: move to the dead set (``envelope`` carries the error;
-        None for an undecodable payload, stored as it was). Counts as failed."""
+    def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
+        """Failed for good: move to the dead set (``envelope`` carries the error). With
+        ``envelope`` None the stored bytes stay as they were, byte-exact (a payload that does
+        not decode, or cannot be encoded again), and ``error`` is stored beside them
+        (:attr:`JobRecord.error`). Counts as failed."""
         raise NotImplementedError
 
     def release(self, claims: Sequence[Claim]) -> None:
@@ -235,7 +242,22 @@ class Adapter(ABC):
     def recover_expired(self) -> int:
         """Hand back jobs whose lease expired (their worker died) to the front of their
         queues, ``deaths`` + 1 — or to the dead set when :func:`orphan_fate` says so.
-        Returns how many. Safe to call from every worker concurrently."""
+        Returns how many. Safe to call from every worker concurrently. A job's payload that
+        cannot be decoded or encoded again goes to the dead set as it is, with the error
+        beside it; it never stops the recovery of the others.
+
+        Nothing tells lease recovery whether the job had started, so each job counts a
+        death; when the dead worker's supervisor is alive, it settles the claims first
+        (:meth:`abandon` the running ones, ``complete`` the finished ones, ``release``
+        the others) and lease recovery finds nothing of that worker."""
+        raise NotImplementedError
+
+    def abandon(self, claims: Sequence[Claim], reason: str = "") -> int:
+        """The worker holding ``claims`` died while running them (its supervisor saw it
+        exit): each gets a death at once, exactly as :meth:`recover_expired` gives one when
+        the lease expires (front of its queue with ``deaths`` + 1, or the dead set), fenced
+        by the lease token: a claim finished or recovered meanwhile is left alone.
+        ``reason`` says how the worker died, for the stored error. Returns how many moved."""
         raise NotImplementedError
 
     def promote_due(self) -> int:
@@ -329,23 +351,44 @@ class Adapter(ABC):
 
 def decode_or_none(raw: bytes) -> Envelope | None:
     """The envelope in stored bytes, or None when they do not decode (a poison payload)."""
+    return decode(raw)[0]
+
+
+def decode(raw: bytes) -> tuple[Envelope | None, PayloadError | None]:
+    """(envelope, None), or (None, the PayloadError saying why the bytes do not decode)."""
     try:
-        return Envelope.decode(raw)
-    except PayloadError:
-        return None
+        return Envelope.decode(raw), None
+    except PayloadError as exc:
+        return None, exc
 
 
 def fenced_claim(raw: bytes, job_id: str, token: str, worker_id: str, lease_until: float) -> Claim:
     """A claim whose token is ``<lease token>:<job id>`` (the durable adapters' format)."""
-    env = decode_or_none(raw)
-    return Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until,
-                 None if env else PayloadError("undecodable payload"))
+    env, error = decode(raw)
+    return Claim(env, raw, f"{token}:{job_id}", worker_id, lease_until, error)
 
 
 def split_token(claim: Claim) -> tuple[str, str]:
     """(job id, lease token) of a claim made by :func:`fenced_claim`."""
     token, job_id = claim.token.split(":", 1)
     return job_id, token
+
+
+def encodes(envelope: Envelope) -> Exception | None:
+    """None if ``envelope`` can be stored again, else why not: orjson reads JSON nested up
+    to 1,024 levels but writes only 254, so a payload another program wrote (or one
+    from before arguments were checked) can decode and still not encode."""
+    try:
+        envelope.encode()
+        return None
+    except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+        return exc
+
+
+def stored_error(exc: BaseException, what: str, *, at: float) -> dict:
+    """The error stored beside a payload kept as it was (see :attr:`JobRecord.error`)."""
+    return {"class": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": f"{what}: {exc}"[:2000],
+            "traceback": "", "failed_at": at}
 
 
 def orphan_fate(envelope: Envelope, max_deaths: int) -> str:
@@ -364,23 +407,47 @@ def orphan_fate(envelope: Envelope, max_deaths: int) -> str:
     return "dead" if policy == "fail" or envelope.deaths >= max_deaths else "requeue"
 
 
-def recover_orphans(expired: Iterable[tuple[str, str, bytes]], now: float, move) -> int:
-    """Lease recovery's common part, for adapters that read the expired leases first and
-    then move each job in its own atomic step: ``expired`` is (job id, lease token,
-    payload); ``move(claim, fate, envelope)`` moves one to its queue's front (``fate``
-    "requeue") or the dead set, fenced by the token and by the lease still being expired
-    (a renewal that lands in between wins), and returns whether it did. Sends
-    ``job_failed`` for the ones moved to the dead set. Returns how many moved."""
+#: ``move(claim, fate, envelope, error)``: moves one orphan to its queue's front (``fate``
+#: "requeue", with ``envelope`` as its new payload) or to the dead set (``envelope`` None:
+#: the stored bytes kept, ``error`` beside them), fenced; returns whether it did.
+OrphanMove = Callable[[Claim, str, "Envelope | None", "dict | None"], bool]
+
+
+def recover_orphans(orphans: Iterable[tuple[str, str, bytes]], now: float, move: OrphanMove,
+                    reason: str = "") -> int:
+    """Lease recovery's and :meth:`Adapter.abandon`'s common part, for adapters that read
+    the orphans first and then move each job in its own atomic step: ``orphans`` is (job
+    id, lease token, payload); ``move`` is fenced by the token (and, for lease recovery, by
+    the lease still being expired: a renewal that lands in between wins). One job that
+    cannot be moved is logged and skipped: it never stops the others. Sends ``job_failed``
+    for the ones moved to the dead set. Returns how many moved."""
     recovered, dead = 0, []
-    for job_id, token, raw in expired:
-        env = decode_or_none(raw)
-        fate, env = orphan_envelope(env, now) if env else ("dead", None)
-        if move(Claim(env, raw, f"{token}:{job_id}", "", 0), fate, env):
-            recovered += 1
-            if fate == "dead":
-                dead.append(env)
+    for job_id, token, raw in orphans:
+        try:
+            fate, env, error = orphan_outcome(raw, now, reason)
+            if move(Claim(env, raw, f"{token}:{job_id}", "", 0), fate, env, error):
+                recovered += 1
+                if fate == "dead":
+                    dead.append(env)
+        except Exception:
+            logger.exception("Recovering job %s from a dead worker failed; the next pass tries again", job_id)
     announce_dead(dead)
     return recovered
+
+
+def orphan_outcome(raw: bytes, now: float, reason: str = "") -> tuple[str, Envelope | None, dict | None]:
+    """(fate, envelope to store or None to keep ``raw``, error stored beside it) for a job
+    whose worker died. A payload that does not decode or cannot be encoded again goes to
+    the dead set byte-exact, with the reason beside it."""
+    env, decode_error = decode(raw)
+    if env is None:
+        return "dead", None, stored_error(decode_error, "Its worker died, and its payload does not decode", at=now)
+    fate, new = orphan_envelope(env, now, reason)
+    problem = encodes(new)
+    if problem is not None:
+        return "dead", None, stored_error(problem, "Its worker died, and its payload cannot be stored again "
+                                          "(kept as it was)", at=now)
+    return fate, new, None
 
 
 def announce_dead(envelopes: Iterable[Envelope | None]) -> None:
@@ -397,12 +464,14 @@ def announce_dead(envelopes: Iterable[Envelope | None]) -> None:
                                            exception=WorkerDied((env.error or {}).get("message", "")))
 
 
-def orphan_envelope(envelope: Envelope, now: float) -> tuple[str, Envelope]:
-    """The envelope to store for a job whose lease expired, and where it goes."""
+def orphan_envelope(envelope: Envelope, now: float, reason: str = "") -> tuple[str, Envelope]:
+    """The envelope to store for a job whose worker died, and where it goes."""
     env = envelope.copy(deaths=envelope.deaths + 1, executions=envelope.executions + 1)
     fate = orphan_fate(env, conf.get("MAX_WORKER_DEATHS"))
-    reason = ("its worker died while running it" if fate == "requeue" or env.deaths < conf.get("MAX_WORKER_DEATHS")
-              else f"it was running when its worker died {env.deaths} times (poison pill)")
-    env.error = {"class": "djjobs.errors.WorkerDied", "message": f"Lease expired: {reason}.",
+    poison = fate == "dead" and env.deaths >= conf.get("MAX_WORKER_DEATHS")
+    why = (f"it was running when its worker died {env.deaths} times (poison pill)" if poison
+           else "its worker died while running it")
+    env.error = {"class": "djjobs.errors.WorkerDied",
+                 "message": f"{'Worker died' if reason else 'Lease expired'}: {why}{f'; {reason}' if reason else ''}.",
                  "traceback": "", "failed_at": now}
     return fate, env

@@ -17,9 +17,8 @@ import orjson
 from typing import Iterable, Sequence
 
 from ..envelope import Envelope
-from ..errors import PayloadError
-from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, announce_dead, decode_or_none,
-                   orphan_envelope)
+from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none, fenced_claim,
+                   recover_orphans, split_token)
 
 
 @dataclasses.dataclass
@@ -31,9 +30,10 @@ class _Rec:
     state: str
     at: float | None = None
     seq: int = 0
-    token: str | None = None
+    token: str | None = None  # the claim's token, "<lease token>:<job id>" as on the durable adapters
     worker_id: str | None = None
     lease_until: float = 0.0
+    error: dict | None = None  # stored beside a payload kept as it was (JobRecord.error)
 
 
 
@@ -85,7 +85,7 @@ class MemoryAdapter(Adapter):
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
-        rec.state, rec.at, rec.token, rec.worker_id = "ready", None, None, None
+        rec.state, rec.at, rec.token, rec.worker_id, rec.error = "ready", None, None, None, None
         rec.seq = next(self._front) if front else next(self._seq)
         heapq.heappush(self._ready.setdefault(rec.queue, []), (-rec.priority, rec.seq, job_id))
         self._cond.notify_all()
@@ -105,16 +105,17 @@ class MemoryAdapter(Adapter):
         self._totals[failed] += n
 
     def _owned(self, claim: Claim) -> _Rec | None:
-        rec = self._recs.get(claim.token.split(":")[0])
+        rec = self._recs.get(split_token(claim)[0])
         return rec if rec is not None and rec.state == "running" and rec.token == claim.token else None
 
-    def _replace(self, claim: Claim, envelope: Envelope | None, state: str, at: float | None) -> bool:
+    def _replace(self, claim: Claim, envelope: Envelope | None, state: str, at: float | None,
+                 error: dict | None = None) -> bool:
         rec = self._owned(claim)
         if rec is None:
             return False
         if envelope is not None:
             rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
-        rec.state, rec.at, rec.token, rec.worker_id = state, at, None, None
+        rec.state, rec.at, rec.token, rec.worker_id, rec.error = state, at, None, None, error
         self._cond.notify_all()
         return True
 
@@ -178,18 +179,17 @@ class MemoryAdapter(Adapter):
                 if rec is None or rec.state != "ready" or rec.seq != seq:
                     continue  # deleted or moved since it was pushed
                 rec.state, rec.at = "running", self.clock()
-                rec.token, rec.worker_id = f"{job_id}:{uuid.uuid4().hex}", worker_id
-                rec.lease_until = lease_until
-                env = decode_or_none(rec.raw)
-                claims.append(Claim(env, rec.raw, rec.token, worker_id, lease_until,
-                                    None if env else PayloadError("undecodable payload")))
+                rec.worker_id, rec.lease_until = worker_id, lease_until
+                claim = fenced_claim(rec.raw, job_id, uuid.uuid4().hex, worker_id, lease_until)
+                rec.token = claim.token
+                claims.append(claim)
         return claims
 
     def complete(self, claims: Sequence[Claim]) -> None:
         with self._cond:
             for claim in claims:
                 if self._owned(claim):
-                    del self._recs[claim.token.split(":")[0]]
+                    del self._recs[split_token(claim)[0]]
                     self._count(failed=False)
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
@@ -201,9 +201,9 @@ class MemoryAdapter(Adapter):
         with self._cond:
             self._replace(claim, envelope, "scheduled", run_at)
 
-    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
+    def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
         with self._cond:
-            if self._replace(claim, envelope, "dead", self.clock()):
+            if self._replace(claim, envelope, "dead", self.clock(), None if envelope is not None else error):
                 self._count(failed=True)
                 self._trim_dead()
 
@@ -212,7 +212,7 @@ class MemoryAdapter(Adapter):
             for claim in reversed(claims):  # each goes to the front: the last first
                 rec = self._owned(claim)
                 if rec is not None:
-                    self._put_ready(claim.token.split(":")[0], rec, front=True)
+                    self._put_ready(split_token(claim)[0], rec, front=True)
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
         with self._cond:
@@ -230,27 +230,35 @@ class MemoryAdapter(Adapter):
 
     def recover_expired(self) -> int:
         now, lease = self.clock(), self.setting("LEASE_SECONDS")
-        recovered, dead = 0, []
         with self._cond:
-            for job_id, rec in list(self._recs.items()):
-                if rec.state != "running" or rec.lease_until > now:
-                    continue
-                env = decode_or_none(rec.raw)
-                fate, env = orphan_envelope(env, now) if env else ("dead", None)
-                if env is not None:
-                    rec.raw = env.encode()
-                if fate == "requeue":
-                    self._put_ready(job_id, rec, front=True)
-                else:
-                    rec.state, rec.at, rec.token = "dead", now, None
-                    self._count(failed=True)
-                    dead.append(env)
-                recovered += 1
-            expired = [w for w, info in self._workers.items() if info.heartbeat_at + lease < now]
-            for worker_id in expired:
+            expired = [(job_id, rec.token.split(":", 1)[0], rec.raw) for job_id, rec in self._recs.items()
+                       if rec.state == "running" and rec.lease_until <= now]
+            for worker_id in [w for w, info in self._workers.items() if info.heartbeat_at + lease < now]:
                 del self._workers[worker_id]
-        announce_dead(dead)
-        return recovered
+        return recover_orphans(expired, now, self._orphan_move(now, expired_before=now))
+
+    def abandon(self, claims: Sequence[Claim], reason: str = "") -> int:
+        now = self.clock()
+        with self._cond:
+            held = [(*split_token(claim), rec.raw) for claim in claims if (rec := self._owned(claim)) is not None]
+        return recover_orphans(held, now, self._orphan_move(now), reason)
+
+    def _orphan_move(self, now: float, expired_before: float | None = None):
+        """:data:`~.base.OrphanMove` for this store, fenced by the token (and the lease)."""
+        def move(claim: Claim, fate: str, env: Envelope | None, error: dict | None) -> bool:
+            with self._cond:
+                rec = self._owned(claim)
+                if rec is None or (expired_before is not None and rec.lease_until > expired_before):
+                    return False
+                if env is not None:
+                    rec.raw, rec.queue, rec.priority = env.encode(), env.queue, env.priority
+                if fate == "requeue":
+                    self._put_ready(split_token(claim)[0], rec, front=True)
+                else:
+                    rec.state, rec.at, rec.token, rec.worker_id, rec.error = "dead", now, None, None, error
+                    self._count(failed=True)
+                return True
+        return move
 
     def promote_due(self) -> int:
         with self._cond:
@@ -306,7 +314,7 @@ class MemoryAdapter(Adapter):
             return result
 
     def _record(self, job_id: str, rec: _Rec) -> JobRecord:
-        return JobRecord(job_id, rec.state, rec.raw, decode_or_none(rec.raw), rec.at, rec.queue)
+        return JobRecord(job_id, rec.state, rec.raw, decode_or_none(rec.raw), rec.at, rec.queue, rec.error)
 
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:

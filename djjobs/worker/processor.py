@@ -8,11 +8,13 @@ and never holds a transaction open between jobs.
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db import close_old_connections
 
 from .. import signals
-from ..adapters.base import Adapter, Claim
+from ..adapters.base import Adapter, Claim, encodes, stored_error
+from ..errors import PayloadError
 from ..execution import DEAD, DISCARDED, RESCHEDULED, RETRY, SUCCEEDED, Outcome, error_info, execute
 
 logger = logging.getLogger("djjobs")
@@ -22,9 +24,7 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
     """Execute ``claim`` and report its outcome to ``adapter``. Never raises for a
     job's failure; a poison payload goes to the dead set."""
     if claim.envelope is None:
-        logger.error("Undecodable payload moved to the dead set (%s): %r", claim.error, claim.raw[:200])
-        adapter.kill(claim, None)
-        signals.job_failed.send_robust(sender=None, job=None, envelope=None, exception=claim.error)
+        kill_undecodable(adapter, claim)
         return None
     close_old_connections()
     try:
@@ -35,10 +35,31 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
     return outcome
 
 
+def kill_undecodable(adapter: Adapter, claim: Claim) -> None:
+    """A claimed payload that does not decode: to the dead set byte-exact, the decoding
+    error beside it. The log names the job by its lease, never by the payload's bytes
+    (they may hold secrets, and LOG_ARGUMENTS does not apply to what cannot be read)."""
+    error = claim.error or PayloadError("undecodable payload")
+    logger.error("Undecodable payload (claim %s, %d bytes) moved to the dead set: %s", claim.key, len(claim.raw),
+                 error)
+    adapter.kill(claim, None, stored_error(error, "Its payload does not decode", at=time.time()))
+    signals.job_failed.send_robust(sender=None, job=None, envelope=None, exception=error)
+
+
 def report(adapter: Adapter, claim: Claim, outcome: Outcome) -> None:
+    """Carry out ``outcome``. An outcome whose envelope cannot be encoded (a payload nested
+    deeper than the encoder writes, say) sends the job to the dead set with its stored bytes
+    unchanged and that error beside them, instead of failing the report again and again."""
     kind = outcome.kind
     if kind in (SUCCEEDED, DISCARDED):
         adapter.complete([claim])
+        return
+    problem = encodes(outcome.envelope)
+    if problem is not None:
+        logger.error("%s: its outcome (%s) cannot be stored (%s: %s); moved to the dead set as it was stored",
+                     outcome.envelope.describe(), kind, type(problem).__name__, problem)
+        adapter.kill(claim, None, stored_error(problem, f"Its outcome ({kind}) cannot be stored; payload kept as "
+                                               "it was", at=time.time()))
     elif kind == RETRY:
         adapter.retry(claim, outcome.envelope, outcome.run_at)
     elif kind == RESCHEDULED:

@@ -467,3 +467,82 @@ def test_concurrent_fetchers_never_share_a_job(adapter):
     assert errors == []
     assert len(seen) == n and len(set(seen)) == n
     assert adapter.counts().processed == n
+
+
+def deep_payload(depth=400, job="tests.jobs.EchoJob"):
+    """A payload orjson reads (up to 1,024 levels) but cannot write back (254): what another
+    program, or a djjobs before arguments were checked, may have stored."""
+    return (b'{"job":"' + job.encode() + b'","args":[' + b"[" * depth + b"]" * depth + b'],"job_id":"deep-'
+            + str(depth).encode() + b'"}')
+
+
+def test_a_payload_that_cannot_be_re_encoded_never_stops_recovery(adapter):
+    """Lease recovery re-encodes each orphan with one more death: a payload the encoder
+    refuses goes to the dead set byte-exact with the reason beside it, and the other
+    orphans are recovered in the same pass (before, the first one raised and none was)."""
+    deep = deep_payload()
+    adapter.enqueue_raw(deep, "default")
+    adapter.enqueue_raw(b"\x00not json", "default")
+    adapter.enqueue(job := env())
+    claims = adapter.fetch(["default"], 3, 0, W)
+    assert len(claims) == 3
+    adapter.clock.advance(adapter.setting("LEASE_SECONDS") + 1)
+    assert adapter.recover_expired() == 3
+    dead = {r.raw: r for r in adapter.jobs("dead").items}
+    assert set(dead) == {deep, b"\x00not json"}
+    assert "cannot be stored again" in dead[deep].error["message"]
+    assert "Recursion limit" in dead[deep].error["message"]
+    assert "does not decode" in dead[b"\x00not json"].error["message"]
+    assert adapter.get("deep-400").error == dead[deep].error
+    [again] = adapter.fetch(["default"], 1, 0, W)
+    assert (again.envelope.job_id, again.envelope.deaths) == (job.job_id, 1)
+    assert adapter.counts().dead == 2
+
+
+def test_kill_without_an_envelope_keeps_the_bytes_and_stores_the_error_beside_them(adapter):
+    adapter.enqueue_raw(b"\x00not json", "default")
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    error = {"class": "djjobs.errors.PayloadError", "message": "Its payload does not decode: bad bytes",
+             "traceback": "", "failed_at": adapter.clock()}
+    adapter.kill(claim, None, error)
+    [record] = adapter.jobs("dead").items
+    assert record.raw == b"\x00not json"
+    assert (record.error["class"], record.error["message"]) == (error["class"], error["message"])
+    assert adapter.retry_now([record.job_id]) == 1  # back in its queue: the error no longer applies
+    [claim] = adapter.fetch(["default"], 1, 0, W)
+    adapter.kill(claim, None)
+    assert adapter.jobs("dead").items[0].error is None
+
+
+def test_only_the_running_claim_of_a_dead_worker_gets_a_death(adapter):
+    """What a dead worker's supervisor does with its claims: the job it was running gets a
+    death at once (no waiting for the lease), the one that finished is acknowledged, the
+    prefetched one goes back to the front untouched, byte-exact. Each step is fenced:
+    settling a claim already settled (or recovered) changes nothing."""
+    running, finished, prefetched, other = env(), env(), env(), env()
+    adapter.enqueue_many([running, finished, prefetched, other])
+    a, b, c = adapter.fetch(["default"], 3, 0, W)
+    processed = adapter.counts().processed
+    adapter.complete([b])
+    assert adapter.abandon([a], "pid 4242, killed by SIGSEGV") == 1
+    adapter.release([c])
+    assert adapter.counts().processed == processed + 1
+    first, second, third = adapter.fetch(["default"], 3, 0, "worker-2")
+    assert [x.envelope.job_id for x in (first, second, third)] == [prefetched.job_id, running.job_id, other.job_id] \
+        or [x.envelope.job_id for x in (first, second)] == [running.job_id, prefetched.job_id]
+    by_id = {x.envelope.job_id: x for x in (first, second, third)}
+    assert by_id[prefetched.job_id].raw == prefetched.encode()  # untouched: no death, no execution
+    dead_run = by_id[running.job_id].envelope
+    assert (dead_run.deaths, dead_run.executions) == (1, 1)
+    assert "SIGSEGV" in dead_run.error["message"] and dead_run.error["class"] == "djjobs.errors.WorkerDied"
+    assert adapter.abandon([a, b, c], "again") == 0  # stale claims: nothing moves
+    assert adapter.get(running.job_id).state == "running"
+
+
+def test_abandon_sends_a_poison_pill_to_the_dead_set(adapter):
+    adapter.enqueue(job := env())
+    for _ in range(adapter.setting("MAX_WORKER_DEATHS")):
+        [claim] = adapter.fetch(["default"], 1, 0, W)
+        assert adapter.abandon([claim], "pid 1, killed by SIGKILL") == 1
+    record = adapter.get(job.job_id)
+    assert record.state == "dead" and "poison" in record.envelope.error["message"]

@@ -50,8 +50,20 @@ def _fenced(claims: Sequence[Claim]) -> tuple[str, list]:
 
 
 def _error_text(env: Envelope | None) -> str:
-    error = (env.error if env else None) or {}
+    return _text_of((env.error if env else None) or {})
+
+
+def _text_of(error: dict) -> str:
     return f"{error.get('class', '')}: {error.get('message', '')}" if error else ""
+
+
+def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | None:
+    """The error column as :attr:`JobRecord.error` when the payload does not carry it (it
+    does not decode, or was kept as it was because it could not be encoded again)."""
+    if not text or (env is not None and _error_text(env) == text):
+        return None
+    cls, _, message = text.partition(": ")
+    return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
 class DatabaseAdapter(Adapter):
@@ -191,7 +203,8 @@ class DatabaseAdapter(Adapter):
         return f"DELETE FROM djjobs_job WHERE {fenced}", pairs
 
     def _move(self, claim: Claim, state: str, envelope: Envelope | None, run_at: float | None,
-              position: int | None = None, failed: bool | None = None, expired_before: float | None = None) -> bool:
+              position: int | None = None, failed: bool | None = None, expired_before: float | None = None,
+              error: dict | None = None) -> bool:
         """Move a claimed job out of running, fenced by its lease token (and, for lease
         recovery, by the lease still being expired)."""
         job_id, token = split_token(claim)
@@ -202,6 +215,9 @@ class DatabaseAdapter(Adapter):
         if envelope is not None:
             sets += ["payload = %s", "queue = %s", "priority = %s", "attempts = %s", "error = %s"]
             params += [envelope.encode(), envelope.queue, envelope.priority, envelope.executions, _error_text(envelope)]
+        elif state == "dead":  # the payload stays as it was; the error (if known) goes beside it
+            sets.append("error = %s")
+            params.append(_text_of(error or {}))
         if position is not None:
             sets.append("position = %s")
             params.append(position)
@@ -243,8 +259,8 @@ class DatabaseAdapter(Adapter):
     def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "scheduled", envelope, run_at)
 
-    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
-        if self._move(claim, "dead", envelope, None, failed=True):
+    def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
+        if self._move(claim, "dead", envelope, None, failed=True, error=error):
             self._trim_dead()
 
     def release(self, claims: Sequence[Claim]) -> None:
@@ -285,16 +301,27 @@ class DatabaseAdapter(Adapter):
         now = self.clock()
         expired = JobRow.objects.using(self.alias).filter(state="running", lease_until__lt=now).order_by(
             "lease_until").values_list("job_id", "lease_token", "payload")[:100]
-
-        def move(claim: Claim, fate: str, env: Envelope | None) -> bool:
-            if fate == "requeue":
-                return self._move(claim, "ready", env, None, position=-self._us(now), expired_before=now)
-            return self._move(claim, "dead", env, None, failed=True, expired_before=now)
-
-        recovered = recover_orphans(((i, t, bytes(p)) for i, t, p in expired), now, move)
+        recovered = recover_orphans(((i, t, bytes(p)) for i, t, p in expired), now,
+                                    self._orphan_move(now, expired_before=now))
         lease = self.setting("LEASE_SECONDS")
         WorkerRow.objects.using(self.alias).filter(heartbeat_at__lt=now - lease).delete()
         return recovered
+
+    def abandon(self, claims: Sequence[Claim], reason: str = "") -> int:
+        from ...models import JobRow
+        tokens = dict(split_token(c) for c in claims)
+        rows = JobRow.objects.using(self.alias).filter(state="running", job_id__in=list(tokens)).values_list(
+            "job_id", "lease_token", "payload")
+        now = self.clock()
+        return recover_orphans([(i, t, bytes(p)) for i, t, p in rows if tokens[i] == t], now,
+                               self._orphan_move(now), reason)
+
+    def _orphan_move(self, now: float, expired_before: float | None = None):
+        def move(claim: Claim, fate: str, env: Envelope | None, error: dict | None) -> bool:
+            if fate == "requeue":
+                return self._move(claim, "ready", env, None, position=-self._us(now), expired_before=expired_before)
+            return self._move(claim, "dead", env, None, failed=True, expired_before=expired_before, error=error)
+        return move
 
     def promote_due(self) -> int:
         now = self.clock()
@@ -396,7 +423,9 @@ class DatabaseAdapter(Adapter):
     def _record(self, row) -> JobRecord:
         raw = bytes(row.payload)
         at = row.run_at if row.state in ("scheduled", "retry") else row.updated_at
-        return JobRecord(row.job_id, row.state, raw, decode_or_none(raw), at, row.queue)
+        env = decode_or_none(raw)
+        error = _stored_error(row.error, env, row.updated_at) if row.state == "dead" else None
+        return JobRecord(row.job_id, row.state, raw, env, at, row.queue, error)
 
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:

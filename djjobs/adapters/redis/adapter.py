@@ -294,14 +294,16 @@ class RedisAdapter(Adapter):
             self._claim((), 0, "", claims)
 
     def _move(self, claim: Claim, target: str, score: float, envelope: Envelope | None, count: str = "", *,
-              replace: bool = True, expired_before: float | None = None) -> bool:
-        """``envelope`` gives the job's place (queue, priority) and, with ``replace``, its new payload."""
+              replace: bool = True, expired_before: float | None = None, error: dict | None = None) -> bool:
+        """``envelope`` gives the job's place (queue, priority) and, with ``replace``, its new
+        payload; without one the stored payload stays and ``error`` (dead only) goes beside it."""
         job_id, token = split_token(claim)
         payload = envelope.encode() if envelope is not None and replace else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
-        fence = () if expired_before is None else (repr(expired_before),)
+        extra = ("" if expired_before is None else repr(expired_before),
+                 orjson.dumps(error) if error is not None and envelope is None else "")
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
-                             *fence))
+                             *extra))
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "retry", run_at, envelope, "failed")
@@ -309,8 +311,8 @@ class RedisAdapter(Adapter):
     def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "scheduled", run_at, envelope)
 
-    def kill(self, claim: Claim, envelope: Envelope | None) -> None:
-        if self._move(claim, "dead", self.clock(), envelope, "failed"):
+    def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
+        if self._move(claim, "dead", self.clock(), envelope, "failed", error=error):
             self._trim_dead()
 
     def release(self, claims: Sequence[Claim]) -> None:
@@ -346,21 +348,31 @@ class RedisAdapter(Adapter):
     def recover_expired(self) -> int:
         now = self.clock()
         expired = [i.decode() for i in self.client.zrangebyscore(self.keys.running, "-inf", repr(now), start=0, num=100)]
-        rows = []
-        if expired:
-            tokens = self.client.hmget(self.keys.leases, expired)
-            payloads = self.client.hmget(self.keys.payloads, expired)
-            rows = [(i, t.decode(), raw) for i, t, raw in zip(expired, tokens, payloads)
-                    if t is not None and raw is not None]
-
-        def move(claim: Claim, fate: str, env: Envelope | None) -> bool:
-            if fate == "requeue":
-                return self._move(claim, "front", 0, env, expired_before=now)
-            return self._move(claim, "dead", now, env, "failed", expired_before=now)
-
-        recovered = recover_orphans(rows, now, move)
+        recovered = recover_orphans(self._leased(expired), now, self._orphan_move(now, expired_before=now))
         self.client.zremrangebyscore(self.keys.workers, "-inf", repr(now - self.setting("LEASE_SECONDS")))
         return recovered
+
+    def abandon(self, claims: Sequence[Claim], reason: str = "") -> int:
+        tokens = dict(split_token(c) for c in claims)
+        held = [(i, t, raw) for i, t, raw in self._leased(list(tokens)) if tokens[i] == t]
+        return recover_orphans(held, self.clock(), self._orphan_move(self.clock()), reason)
+
+    def _leased(self, ids: list[str]) -> list[tuple[str, str, bytes]]:
+        """(job id, lease token, payload) of those of ``ids`` that are leased now."""
+        if not ids:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.leases, ids)
+            pipe.hmget(self.keys.payloads, ids)
+            tokens, payloads = pipe.execute()
+        return [(i, t.decode(), raw) for i, t, raw in zip(ids, tokens, payloads) if t is not None and raw is not None]
+
+    def _orphan_move(self, now: float, expired_before: float | None = None):
+        def move(claim: Claim, fate: str, env: Envelope | None, error: dict | None) -> bool:
+            if fate == "requeue":
+                return self._move(claim, "front", 0, env, expired_before=expired_before)
+            return self._move(claim, "dead", now, env, "failed", expired_before=expired_before, error=error)
+        return move
 
     def promote_due(self) -> int:
         return int(self.run("promote", repr(self.clock()), 1000))
@@ -461,12 +473,14 @@ class RedisAdapter(Adapter):
                            SCAN_LIMIT)
             total = int(out[0])
             rows = [(out[i], out[i + 1], out[i + 2]) for i in range(1, len(out), 3)]
+        errors = self.client.hmget(self.keys.errors, [m for m, _, _ in rows]) if rows and state == "dead" else []
         items = []
-        for member, score, raw in rows:
+        for n, (member, score, raw) in enumerate(rows):
             job_id = member.decode() if isinstance(member, bytes) else member
             env = decode_or_none(raw)
             at = float(score) if score not in (b"", "", None) else None
-            items.append(JobRecord(job_id, state, raw, env, at, env.queue if env else ""))
+            error = orjson.loads(errors[n]) if errors and errors[n] else None
+            items.append(JobRecord(job_id, state, raw, env, at, env.queue if env else "", error))
         return Page(items, total, page, per_page)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -474,7 +488,9 @@ class RedisAdapter(Adapter):
         if not found:
             return None
         state, score, raw, queue = found
-        return JobRecord(job_id, state.decode(), raw, decode_or_none(raw), float(score) if score else None, queue.decode())
+        error = self.client.hget(self.keys.errors, job_id) if state == b"dead" else None
+        return JobRecord(job_id, state.decode(), raw, decode_or_none(raw), float(score) if score else None,
+                         queue.decode(), orjson.loads(error) if error else None)
 
     def retry_now(self, job_ids: Iterable[str]) -> int:
         return self._admin("retry_now", job_ids)

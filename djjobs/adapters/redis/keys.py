@@ -11,6 +11,8 @@
     P:dead                ZSET  job_id by failed_at         (capped: DEAD_MAX_JOBS, DEAD_MAX_DAYS)
     P:running             ZSET  job_id by lease expiry      (claimed by a worker)
     P:leases              HASH  job_id -> lease token       (fences acks of a recovered job)
+    P:errors              HASH  job_id -> JSON error of a dead job whose payload is kept as it was
+                                (it does not decode, or cannot be encoded again)
     (P:running, P:leases and P:meta also hold an anchor entry that keeps them out of Redis's
      listpack encoding: scripts/lib/anchor.lua)
     P:paused              SET   paused queue names
@@ -37,6 +39,7 @@ class Keys:
         self.payloads, self.meta, self.queues = f"{p}:payloads", f"{p}:meta", f"{p}:queues"
         self.scheduled, self.retry, self.dead, self.running = f"{p}:scheduled", f"{p}:retry", f"{p}:dead", f"{p}:running"
         self.leases, self.paused, self.workers = f"{p}:leases", f"{p}:paused", f"{p}:workers"
+        self.errors = f"{p}:errors"
         self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
 
     def queue(self, name: str, priority: int | str) -> str:

@@ -20,6 +20,7 @@ for i = 4, #ARGV do
   local state = locate(id)
   if action == 'retry_now' and (state == 'scheduled' or state == 'retry' or state == 'dead') then
     redis.call('ZREM', p .. ':' .. state, id)
+    redis.call('HDEL', p .. ':errors', id)
     local prio, queue = split(id)
     redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
     redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
@@ -38,6 +39,7 @@ for i = 4, #ARGV do
     end
     redis.call('HDEL', p .. ':payloads', id)
     redis.call('HDEL', p .. ':meta', id)
+    redis.call('HDEL', p .. ':errors', id)
     n = n + 1
   end
 end

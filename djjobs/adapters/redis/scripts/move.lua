@@ -2,12 +2,15 @@
 -- target 'retry' | 'scheduled' | 'dead' (score = run_at / failed_at) or 'front'
 -- (back to the head of its queue). A new payload (and queue/priority) replaces the old.
 -- ARGV: prefix, job_id, token, target, score, payload or '', queue, priority, count ('failed' or ''), day,
--- and for lease recovery expired_before: the lease must still end before it (a renewal
--- that landed after recovery read the expired leases wins).
+-- then optional: expired_before (lease recovery: the lease must still end before it, so a
+-- renewal that landed after recovery read the expired leases wins; '' for none), and an
+-- error (JSON) stored in P:errors beside a payload kept as it was (target 'dead' only).
 local p, id, token, target, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local payload, queue, prio, count, day = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if redis.call('HGET', p .. ':leases', id) ~= token then return 0 end
-if ARGV[11] and tonumber(redis.call('ZSCORE', p .. ':running', id) or '0') >= tonumber(ARGV[11]) then return 0 end
+if ARGV[11] and ARGV[11] ~= '' and tonumber(redis.call('ZSCORE', p .. ':running', id) or '0') >= tonumber(ARGV[11]) then
+  return 0
+end
 redis.call('HDEL', p .. ':leases', id)
 redis.call('ZREM', p .. ':running', id)
 if payload ~= '' then redis.call('HSET', p .. ':payloads', id, payload) end
@@ -25,6 +28,7 @@ if target == 'front' then
   if redis.call('EXISTS', p .. ':waiting') == 1 then redis.call('PUBLISH', p .. ':wake', '1') end
 else
   redis.call('ZADD', p .. ':' .. target, score, id)
+  if target == 'dead' and ARGV[12] and ARGV[12] ~= '' then redis.call('HSET', p .. ':errors', id, ARGV[12]) end
 end
 if count ~= '' then
   redis.call('INCRBY', p .. ':stat:' .. count, 1)

@@ -12,5 +12,6 @@ for _, id in ipairs(doomed) do
   redis.call('ZREM', p .. ':dead', id)
   redis.call('HDEL', p .. ':payloads', id)
   redis.call('HDEL', p .. ':meta', id)
+  redis.call('HDEL', p .. ':errors', id)
 end
 return #doomed
