@@ -60,3 +60,14 @@ class ExitJob(Job):
     def perform(self, path, token):
         note(path, "start", token, os.getpid(), self.executions)
         sys.exit(3)
+
+
+class SegfaultJob(Job):
+    """Crashes its worker process with a real segmentation fault (a C-level crash no
+    Python handler sees), as a buggy extension module would."""
+
+    def perform(self, path, token):
+        import ctypes
+        note(path, "start", token, os.getpid(), self.executions)
+        time.sleep(0.3)  # after any fetch in flight has returned (see docs/worker.md, worker deaths)
+        ctypes.string_at(0)

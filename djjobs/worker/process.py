@@ -38,6 +38,7 @@ from ..adapters import get_adapter
 from ..adapters.base import Adapter, Claim
 from ..execution import DISCARDED, SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
+from .claimlog import ClaimLog
 from .processor import process, report
 from .queues import QueueOrder
 from .timeouts import Watchdog
@@ -51,12 +52,13 @@ IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connecti
 class WorkerProcess:
     def __init__(self, queues: QueueOrder, concurrency: int, *, shutdown_timeout: float,
                  poll_interval: float, pipe: IO[bytes] | None = None, adapter: Adapter | None = None,
-                 prefetch_seconds: float = 0.0):
+                 prefetch_seconds: float = 0.0, claim_log: ClaimLog | None = None):
         self.adapter = adapter or get_adapter()
         self.queues, self.concurrency = queues, concurrency
         self.shutdown_timeout, self.poll_interval = shutdown_timeout, poll_interval
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pipe, self._pipe_lock = pipe, threading.Lock()
+        self.claim_log = claim_log  # shared with the supervisor, which reads it if this process dies
         self._parent = os.getppid()  # the supervisor, when there is a pipe to it
         self.claims: dict[str, Claim] = {}
         self._claims_lock = threading.Lock()
@@ -116,7 +118,7 @@ class WorkerProcess:
 
     def run(self) -> int:
         self._send({"event": "started", "worker_id": self.worker_id, "pid": os.getpid()})
-        threads = [threading.Thread(target=self._job_loop, name=f"djjobs-job-{i}", daemon=True)
+        threads = [threading.Thread(target=self._job_loop, args=(i,), name=f"djjobs-job-{i}", daemon=True)
                    for i in range(self.concurrency)]
         for thread in threads:
             thread.start()
@@ -174,6 +176,9 @@ class WorkerProcess:
                 self._busy += len(claims)
                 with self._claims_lock:  # tracked before any can finish; the supervisor is told after
                     self.claims.update((c.key, c) for c in claims)
+                if self.claim_log is not None:
+                    for claim in claims:
+                        self.claim_log.claimed(claim.key)
                 for claim in claims:
                     self._ready.put(claim)
                 if was_idle:
@@ -271,38 +276,47 @@ class WorkerProcess:
                     break
         return capacity - self._busy
 
-    def _job_loop(self) -> None:
+    def _job_loop(self, thread: int = 0) -> None:
         ready = self._ready
         while True:
             try:
                 claim = ready.get()
                 if claim is None:
                     return
-                self._run(claim)
+                self._run(claim, thread)
             except JobTimeout:  # a timeout that landed between jobs: this thread lives on
                 continue
             except BaseException:  # never lose a thread: the worker counts on all of them
                 logger.exception("A job thread caught an unexpected error; it goes on")
 
     # --- one job ---------------------------------------------------------
-    def _run(self, claim: Claim) -> None:
+    def _run(self, claim: Claim, thread: int = 0) -> None:
         """Run one job. A success or discard is handed to the fetch loop, which
-        acknowledges it with its next fetch; other outcomes are reported here."""
+        acknowledges it with its next fetch; other outcomes are reported here. The claim
+        log says which claim this thread runs, and which finished, for the supervisor to
+        settle them if this process dies."""
         done: Claim | None = None
         took = 0.0
+        log = self.claim_log
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
             else:
+                if log is not None:
+                    log.running(thread, claim.key)
                 outcome = self._execute(claim)
                 took = outcome.duration
                 if outcome.kind in (SUCCEEDED, DISCARDED):
                     done = claim
+                    if log is not None:
+                        log.finished(claim.key)
                 else:
                     self._report(claim, lambda: report(self.adapter, claim, outcome), claim.envelope.describe())
         except Exception:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
+            if log is not None:
+                log.idle(thread)
             if done is None:
                 self._sync([], [claim])
             self._finish(done, took)

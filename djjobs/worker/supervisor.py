@@ -17,13 +17,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 import orjson
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from ..adapters.base import Adapter, Claim, WorkerInfo
+from .claimlog import ClaimLog
 
 logger = logging.getLogger("djjobs")
 
@@ -40,6 +42,7 @@ class Child:
     done_early: set[str] = field(default_factory=set)  # a job thread's "done" that overtook its claim
     stopped: bool = False
     eof: bool = False  # its pipe closed: no longer watched (it would read as ready forever)
+    log: ClaimLog | None = None  # what it does with its claims, readable after its death
 
 
 class Supervisor:
@@ -83,11 +86,13 @@ class Supervisor:
         if self.stopping_since is not None:
             return
         read_fd, write_fd = os.pipe()
-        argv = [*self.child_argv, "--pipe-fd", str(write_fd), *(["--start-quiet"] if self.quiet else [])]
-        proc = subprocess.Popen(argv, pass_fds=(write_fd,), start_new_session=True, env=child_env())
+        log = ClaimLog.create(self.concurrency)
+        argv = [*self.child_argv, "--pipe-fd", str(write_fd), "--claims-fd", str(log.fd),
+                *(["--start-quiet"] if self.quiet else [])]
+        proc = subprocess.Popen(argv, pass_fds=(write_fd, log.fd), start_new_session=True, env=child_env())
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        child = Child(slot, proc, read_fd)
+        child = Child(slot, proc, read_fd, log=log)
         self.children[slot] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
 
@@ -101,9 +106,40 @@ class Supervisor:
                 self.adapter.unregister(child.worker_id)
             except Exception as exc:
                 logger.error("Could not unregister %s: %s", child.worker_id, exc)
-        if child.claims:
-            logger.warning("Worker pid %d exited holding %d job(s); they return to their queues when their "
-                           "lease expires", child.proc.pid, len(child.claims))
+        if not child.stopped and child.log is not None:  # it died: settle its claims now, off this loop
+            threading.Thread(target=self._settle, args=(child,), name="djjobs-settle", daemon=True).start()
+        elif child.log is not None:
+            child.log.close()
+
+    def _settle(self, child: Child) -> None:
+        """A worker died (it never said "stopped"): settle its claims by what its claim log
+        says it was doing, instead of leaving all of them to lease recovery, which counts a
+        death against each. Running jobs get a death, finished ones are acknowledged, and
+        the rest (prefetched, never started) go back to the front of their queues unchanged.
+        A claim told over the pipe but missing from the log counts as not started. Each
+        call is fenced by the lease token; if the storage cannot be reached, the leases
+        recover the claims (each with a death) as before."""
+        log, pid, code = child.log, child.proc.pid, child.proc.returncode
+        try:
+            running, finished, others = log.settle()
+            known = {*running, *finished, *others}
+            others += [key for key in child.claims if key not in known]
+            claim = lambda key: Claim(None, b"", key, child.worker_id, 0.0)  # noqa: E731 - (see Claim.token)
+            how = f"pid {pid}, {_exit_text(code)}"
+            if finished:
+                self.adapter.complete([claim(k) for k in finished])
+            died = self.adapter.abandon([claim(k) for k in running], how) if running else 0
+            if others:
+                self.adapter.release([claim(k) for k in others])
+            logger.warning("Worker %s: %d running job(s) counted a death (%d moved), %d finished job(s) "
+                           "acknowledged, up to %d unstarted claim(s) handed back", how, len(running), died,
+                           len(finished), len(others))
+        except Exception as exc:
+            logger.error("Settling the jobs of worker pid %d failed (%s: %s); they return to their queues "
+                         "when their lease expires", pid, type(exc).__name__, exc)
+        finally:
+            log.close()
+            connections.close_all()  # this thread's own, as it ends
 
     def _drain(self, child: Child) -> None:
         if child.eof:
@@ -240,3 +276,12 @@ def child_env() -> dict:
         paths.append(os.path.dirname(script))
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

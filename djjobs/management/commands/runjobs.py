@@ -12,6 +12,7 @@ from djjobs import conf
 from djjobs.adapters import get_adapter
 from djjobs.errors import ConfigurationError
 from djjobs.worker import logs, queues as queue_spec
+from djjobs.worker.claimlog import ClaimLog
 from djjobs.worker.process import WorkerProcess
 from djjobs.worker.supervisor import Supervisor, child_argv
 
@@ -36,6 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--child", action="store_true", help="(internal) run as one worker process")
         parser.add_argument("--pipe-fd", type=int, default=None, help="(internal) pipe to the supervisor")
         parser.add_argument("--start-quiet", action="store_true", help="(internal) start quiet (SIGTSTP)")
+        parser.add_argument("--claims-fd", type=int, default=None, help="(internal) claim log shared with the supervisor")
 
     def handle(self, *args, **options):
         logs.configure(options["verbosity"])
@@ -83,9 +85,11 @@ class Command(BaseCommand):
 
     def _child(self, order, options, adapter):
         pipe = os.fdopen(options["pipe_fd"], "wb", buffering=0) if options["pipe_fd"] is not None else None
+        claim_log = (ClaimLog(options["claims_fd"], options["concurrency"]) if options["claims_fd"] is not None
+                     else None)
         worker = WorkerProcess(order, options["concurrency"], shutdown_timeout=options["shutdown_timeout"],
                                poll_interval=float(conf.get("POLL_INTERVAL")), pipe=pipe, adapter=adapter,
-                               prefetch_seconds=float(conf.get("PREFETCH_SECONDS")))
+                               prefetch_seconds=float(conf.get("PREFETCH_SECONDS")), claim_log=claim_log)
         worker.install_signals()
         if options["start_quiet"]:  # restarted after the supervisor was told SIGTSTP
             worker.go_quiet()
