@@ -45,11 +45,14 @@ BATCH = 1000
 
 
 def _script(path: Path) -> str:
-    """A script's text, with the shared helpers it calls (scripts/lib/) in front."""
+    """A script's text, with the shared helpers it calls (scripts/lib/) in front, after
+    its shebang line if it has one: Redis 7 reads script flags (``#!lua flags=allow-oom``:
+    admitted at maxmemory) only from the very first line."""
     text = path.read_text()
+    shebang, body = text.split("\n", 1) if text.startswith("#!") else ("", text)
     helpers = [lib.read_text() for lib in sorted(SCRIPTS.joinpath("lib").glob("*.lua"))
-               if f"{lib.stem}(" in text]
-    return "\n".join([*helpers, text])
+               if f"{lib.stem}(" in body]
+    return "\n".join([*filter(None, [shebang]), *helpers, body])
 
 
 @dataclasses.dataclass(slots=True)
@@ -80,6 +83,7 @@ class RedisAdapter(Adapter):
         self._announced = 0.0  # when this process last said it waits for a wake-up
         self._idle: _Registration | None = None  # while this process' fetcher is registered as idle
         self._local = threading.local()
+        self._flags_ok: bool | None = None  # whether the server honours script flags (_check_flags)
 
     def _connect(self) -> redis.Redis:
         alias = self.setting("REDIS_CACHE_ALIAS")
@@ -109,6 +113,9 @@ class RedisAdapter(Adapter):
         returns nothing the second time: jobs handed to it and not read wait for their
         lease, as when its worker dies.)"""
         script = self.scripts[name]
+        if self._flags_ok is None and script.script.startswith("#!"):
+            self._check_flags()
+            script = self.scripts[name]
         command = ("EVALSHA", script.sha, 0, self.keys.prefix, *args)
         for attempt in (1, 2):
             conn = self._conn()
@@ -128,6 +135,19 @@ class RedisAdapter(Adapter):
         conn = self._conn()
         conn.send_command(*command)
         return conn.read_response()
+
+    def _check_flags(self) -> None:
+        """Redis before 7.0 cannot compile a script with a shebang line: there the
+        scripts run without their flags (and so renewals are refused at maxmemory:
+        docs/redis.md). Asked once per adapter, before its first script call."""
+        try:
+            version = str(self.client.info("server").get("redis_version", "7"))
+        except redis.ResponseError:  # INFO renamed or forbidden (managed Redis): assume a current server
+            version = "7"
+        self._flags_ok = int(version.split(".")[0]) >= 7
+        if not self._flags_ok:
+            self.scripts = {name: self.client.register_script(script.script.split("\n", 1)[1])
+                            if script.script.startswith("#!") else script for name, script in self.scripts.items()}
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)
@@ -322,20 +342,39 @@ class RedisAdapter(Adapter):
         return self.run("trim_dead", repr(cutoff), self.setting("DEAD_MAX_JOBS"))
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        """Renew the leases and refresh the worker's registry entry in one round trip,
+        each independent of the other: at maxmemory Redis refuses the registry write
+        (new memory) but admits the renewal (renew.lua's allow-oom), and a running job
+        must not lose its lease to a listing. Raises a ``redis.RedisError`` naming
+        which of the two failed; a claim's ``lease_until`` moves only if it was renewed."""
         now = self.clock()
         lease = self.setting("LEASE_SECONDS")
         info = orjson.dumps({"worker_id": worker.worker_id, "host": worker.host, "pid": worker.pid,
                              "queues": list(worker.queues), "concurrency": worker.concurrency,
                              "started_at": worker.started_at, "heartbeat_at": now, "busy": list(worker.busy)})
+        if claims and self._flags_ok is None:
+            self._check_flags()
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.keys.worker(worker.worker_id), info, ex=max(1, math.ceil(lease * 2)))
-            pipe.zadd(self.keys.workers, {worker.worker_id: now})
             if claims:
                 self.scripts["renew"](args=[self.keys.prefix, repr(now + lease),
                                             *[v for c in claims for v in split_token(c)]], client=pipe)
-            pipe.execute()
-        for claim in claims:
-            claim.lease_until = now + lease
+            pipe.set(self.keys.worker(worker.worker_id), info, ex=max(1, math.ceil(lease * 2)))
+            pipe.zadd(self.keys.workers, {worker.worker_id: now})
+            results = pipe.execute(raise_on_error=False)
+        renewal = results[0] if claims else None
+        registry = next((r for r in results[-2:] if isinstance(r, Exception)), None)
+        problems = []
+        if isinstance(renewal, Exception):
+            problems.append(f"Lease renewal of {len(claims)} job(s) failed: {renewal}")
+        else:
+            for claim in claims:
+                claim.lease_until = now + lease
+        if registry is not None:
+            renewed = f"; its {len(claims)} lease(s) were renewed" if claims and not problems else ""
+            problems.append(f"The worker-registry write failed ({registry}){renewed}")
+        if problems:
+            cause = renewal if isinstance(renewal, Exception) else registry
+            raise type(cause)("; ".join(problems)) from cause
 
     def unregister(self, worker_id: str) -> None:
         with self.client.pipeline(transaction=False) as pipe:
