@@ -2,7 +2,9 @@
 with junk keys) and PostgreSQL stopped and started again.
 
 Promised: at the limit, work on jobs already stored goes on (leases are renewed, jobs are
-acknowledged and moved).
+acknowledged and moved), while a new enqueue is refused with an EnqueueError that says
+what happened and, for a bulk, exactly which jobs were stored. A database that is down
+is an EnqueueError naming the database alias; the caller's atomic() still rolls back.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import redis
 from djjobs.adapters.base import WorkerInfo
 from djjobs.adapters.redis import RedisAdapter
 from djjobs.envelope import Envelope
+from djjobs.errors import EnqueueError
 from tests.fixtures.redis import RedisServer, require_redis
 from tests.fixtures.worker import Backend, Worker, wait_for
 from tests.worker_jobs import RecordJob
@@ -103,6 +106,50 @@ def test_a_failing_renewal_is_named_and_does_not_stop_the_registry_write(small_r
         adapter.heartbeat(worker_info(), [claim])
     assert claim.lease_until == before  # not renewed: not pretended
     assert [w.worker_id for w in adapter.workers()] == ["w1"]  # the registry write went through
+    adapter.close()
+
+
+def test_enqueue_at_maxmemory_is_refused_with_an_enqueue_error(small_redis, limited):
+    adapter = adapter_on(small_redis)
+    fill_to_maxmemory(limited)
+    job = env()
+    with pytest.raises(EnqueueError) as caught:
+        adapter.enqueue(job)
+    message = str(caught.value)
+    assert small_redis.url in message and "maxmemory" in message and "NOT stored" in message
+    assert "noeviction" in message
+    assert caught.value.not_stored == [job.job_id] and caught.value.stored == []
+    assert adapter.get(job.job_id) is None
+    adapter.close()
+
+
+def test_a_server_error_at_enqueue_is_an_enqueue_error(small_redis, limited):
+    adapter = adapter_on(small_redis)
+    limited.set(adapter.keys.payloads, b"not a hash")  # enqueue.lua's HEXISTS fails: WRONGTYPE
+    job = env()
+    with pytest.raises(EnqueueError, match=rf"Redis at {small_redis.url} refused.*WRONGTYPE.*NOT stored") as caught:
+        adapter.enqueue(job)
+    assert caught.value.not_stored == [job.job_id]
+    with pytest.raises(EnqueueError, match="WRONGTYPE") as caught:
+        adapter.enqueue_many([env(queue=f"q{i}") for i in range(3)])  # the pipelined path
+    assert len(caught.value.not_stored) == 3 and caught.value.stored == []
+    adapter.close()
+
+
+def test_a_bulk_straddling_maxmemory_says_exactly_which_jobs_were_stored(small_redis, limited):
+    adapter = adapter_on(small_redis)
+    jobs = [env(args=["x" * 2000, i]) for i in range(5000)]  # 5 script calls of ~2 MB each
+    used = int(limited.info("memory")["used_memory"])
+    limited.config_set("maxmemory", used + 3_000_000)  # room for one or two of them
+    with pytest.raises(EnqueueError) as caught:
+        adapter.enqueue_many(jobs)
+    error = caught.value
+    ids = [j.job_id for j in jobs]
+    assert 0 < len(error.stored) < len(ids) and error.stored + error.not_stored == ids
+    assert f"{len(error.stored):,} of {len(ids):,}" in str(error) and "maxmemory" in str(error)
+    assert all(adapter.get(i) is not None for i in error.stored[::97])
+    assert all(adapter.get(i) is None for i in error.not_stored[::97])
+    assert adapter.counts().enqueued == len(error.stored)
     adapter.close()
 
 

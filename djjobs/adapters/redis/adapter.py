@@ -7,9 +7,10 @@ renews; if the worker dies the lease expires and ``recover_expired`` hands the
 job back to the head of its queue. Lease tokens fence every later step, so a
 worker whose lease expired cannot ack or fail a job that now runs elsewhere.
 
-Producer calls raise :class:`EnqueueError` when Redis cannot be reached;
-worker calls let redis-py's ``ConnectionError`` through, and the worker backs
-off and retries.
+Producer calls raise :class:`EnqueueError` when Redis cannot be reached or refuses
+the enqueue (at maxmemory, say: the scripts that only move stored jobs are admitted
+there, an enqueue is not); worker calls let redis-py's ``ConnectionError`` through,
+and the worker backs off and retries.
 """
 from __future__ import annotations
 
@@ -164,7 +165,10 @@ class RedisAdapter(Adapter):
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
         """Jobs grouped by (queue, priority, scheduled): one script call per group of
-        up to 1,000, every call sent in one pipelined round trip."""
+        up to 1,000, every call sent in one pipelined round trip. Each call is all or
+        nothing (enqueue.lua writes nothing if Redis refuses it); a bulk refused part way
+        (Redis at maxmemory) raises an EnqueueError whose ``stored`` and ``not_stored``
+        say which jobs are in Redis (and will run) and which are not."""
         now = self.clock()
         limit = self.setting("MAX_PAYLOAD_BYTES")
         groups: dict[tuple, list] = {}
@@ -176,17 +180,48 @@ class RedisAdapter(Adapter):
                 groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
                  for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)]
+        ids = [list(call[3::3 if call[2] else 2]) for call in calls]  # each call's job ids (its rows from index 3)
         try:
             if len(calls) == 1:
-                self.run("enqueue", *calls[0])
-                return
-            with self.client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    self.scripts["enqueue"](args=[self.keys.prefix, *call], client=pipe)
-                pipe.execute()
+                try:
+                    results = [self.run("enqueue", *calls[0])]
+                except redis.ResponseError as exc:  # refused (at maxmemory: before its first write)
+                    results = [exc]
+            else:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for call in calls:
+                        self.scripts["enqueue"](args=[self.keys.prefix, *call], client=pipe)
+                    results = pipe.execute(raise_on_error=False)  # a refused call does not hide the others
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise EnqueueError(f"Cannot reach Redis at {self.url} ({exc}); the job(s) were NOT enqueued. "
+            raise EnqueueError(f"Cannot reach Redis at {self.url} ({exc}); the job(s) were NOT enqueued (if the "
+                               "connection broke after they were sent, Redis may have stored them: check by job_id). "
                                "Check that redis-server runs and DJJOBS['REDIS_URL'] points to it.") from exc
+        except redis.ResponseError as exc:  # refused before anything was sent (loading the script)
+            results = [exc] * len(calls)
+        except redis.RedisError as exc:
+            raise EnqueueError(f"Redis at {self.url} failed during the enqueue ({type(exc).__name__}: {exc}); "
+                               "whether the job(s) were stored is unknown: check by job_id.") from exc
+        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
+        if failed:
+            stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
+            not_stored = [job_id for i, _ in failed for job_id in ids[i]]
+            raise self._enqueue_error(failed[0][1], stored, not_stored) from failed[0][1]
+
+    def _enqueue_error(self, cause: Exception, stored: list[str], not_stored: list[str]) -> EnqueueError:
+        total = len(stored) + len(not_stored)
+        if stored:
+            fate = (f"{len(stored):,} of {total:,} jobs were stored (they will run) and {len(not_stored):,} were "
+                    "NOT stored (EnqueueError.stored and .not_stored list their job ids: enqueue the not stored "
+                    "ones again)")
+        else:
+            fate = "the job was NOT stored" if total == 1 else f"the {total:,} jobs were NOT stored (none of them)"
+        if isinstance(cause, redis.exceptions.OutOfMemoryError):
+            message = (f"Redis at {self.url} is at its memory limit (maxmemory) and refused the enqueue ({cause}); "
+                       f"{fate}. Raise maxmemory or free memory (jobs already stored still run and are "
+                       "acknowledged), and keep maxmemory-policy noeviction: any other policy may evict stored jobs.")
+        else:
+            message = f"Redis at {self.url} refused the enqueue ({type(cause).__name__}: {cause}); {fate}."
+        return EnqueueError(message, stored=stored, not_stored=not_stored)
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
