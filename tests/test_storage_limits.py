@@ -178,3 +178,39 @@ def test_a_worker_at_maxmemory_runs_a_job_longer_than_its_lease_once(small_redis
         worker.stop()
     output = worker.output()
     assert "worker-registry write failed" in output and "Lease renewal" not in output, output
+
+
+# --- PostgreSQL stopped and started again -------------------------------------------
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_enqueue_while_postgres_is_down_is_an_enqueue_error_and_recovers_by_itself():
+    from django.db import transaction
+
+    from djjobs.adapters.database import DatabaseAdapter
+    from tests.fixtures.database import require_postgres
+    from tests.pg_plugin import server
+    require_postgres()
+    adapter = DatabaseAdapter({"DATABASE": "postgres"})
+    adapter.enqueue(env())  # connected before the server goes away
+    single, bulk = env(), [env() for _ in range(20)]
+    server().stop()
+    try:
+        with pytest.raises(EnqueueError, match=r"Could not store the job in database 'postgres'.*it was NOT stored.*"
+                                               r"Cause: OperationalError"):
+            adapter.enqueue(single)
+        with pytest.raises(EnqueueError, match=r"20 jobs in database 'postgres'.*none of them was stored"):
+            adapter.enqueue_many(bulk)  # the COPY path
+    finally:
+        server().start()
+    adapter.enqueue(after := env())  # the broken connection was replaced: no close_old_connections() needed
+    assert adapter.get(after.job_id) is not None
+    assert adapter.get(single.job_id) is None and all(adapter.get(e.job_id) is None for e in bulk)
+
+    first = env()
+    with pytest.raises(EnqueueError, match=r"inside transaction.atomic\(\) the whole transaction fails"):
+        with transaction.atomic(using="postgres"):
+            adapter.enqueue(first)  # in this transaction
+            server().restart()
+            adapter.enqueue(env())
+    adapter.enqueue(again := env())
+    assert adapter.get(first.job_id) is None and adapter.get(again.job_id) is not None
+    adapter.close()
