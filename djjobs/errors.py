@@ -3,6 +3,9 @@
 Each message names what is wrong and what to do about it; callers should be
 able to act on the text alone.
 """
+from __future__ import annotations
+
+from typing import Sequence
 
 
 class DjJobsError(Exception):
@@ -28,7 +31,17 @@ class UnknownJobError(DjJobsError):
 
 
 class EnqueueError(DjJobsError):
-    """The adapter could not store the job (broker down, payload too large...)."""
+    """The adapter could not store the job (broker down, payload too large...).
+
+    ``stored`` and ``not_stored`` list job ids when the adapter knows each job's fate
+    (a bulk refused part way, e.g. at Redis ``maxmemory``: the stored ones will run;
+    send the others again). Both are empty when it does not, or when the error came
+    before anything was sent (the message says which)."""
+
+    def __init__(self, message: str = "", *, stored: Sequence[str] = (), not_stored: Sequence[str] = ()):
+        super().__init__(message)
+        self.stored: list[str] = list(stored)
+        self.not_stored: list[str] = list(not_stored)
 
 
 class UnsupportedFeature(EnqueueError):

@@ -213,8 +213,13 @@ class Supervisor:
                               self.concurrency, child.started_at, busy=[meta for _, meta in child.claims.values()])
             try:
                 self.adapter.heartbeat(info, claims)
-            except Exception as exc:
-                logger.error("Heartbeat failed (%s: %s); retrying", type(exc).__name__, exc)
+            except Exception as exc:  # the adapter's message says what failed: renewal, registry or both
+                ends = ""
+                if claims:
+                    left = max(0.0, min(claim.lease_until for claim in claims) - self.adapter.clock())
+                    ends = f"; its leases ({len(claims)} job(s)) end in {left:.1f} s"
+                logger.error("Heartbeat of worker %s failed (%s: %s)%s; retrying", child.worker_id,
+                             type(exc).__name__, exc, ends)
                 close_old_connections()  # a connection broken by a database restart is replaced
 
     def _check_children(self) -> None:

@@ -21,7 +21,7 @@ import uuid
 from typing import Iterable, Sequence
 
 import orjson
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from ...envelope import Envelope
 from ...errors import EnqueueError
@@ -120,31 +120,49 @@ class DatabaseAdapter(Adapter):
         """Rows that fit one statement: one INSERT (the notification folded in on PostgreSQL),
         atomic on its own, one round trip, in the caller's transaction if any. More: one
         transaction around several INSERTs. A bulk on PostgreSQL: one COPY (atomic on its
-        own, about three times faster than a multi-row INSERT), then the notification."""
+        own, about three times faster than a multi-row INSERT), then the notification.
+
+        Any database error is an EnqueueError (from it) saying that none of the rows was
+        stored; in the caller's ``atomic()`` block it propagates like the database error
+        would, so the block rolls back."""
+        try:
+            self._write(rows, queues)
+        except IntegrityError as exc:
+            raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
+        except DatabaseError as exc:
+            connection = connections[self.alias]
+            within = connection.in_atomic_block
+            if not within:  # a connection broken by a server restart is replaced at the next enqueue
+                connection.close_if_unusable_or_obsolete()
+            n = len(rows)
+            raise EnqueueError(
+                f"Could not store {'the job' if n == 1 else f'{n:,} jobs'} in database {self.alias!r} "
+                f"(DJJOBS['DATABASE']): {'it was NOT stored' if n == 1 else 'none of them was stored'}, the "
+                "write is all or nothing"
+                + ("; inside transaction.atomic() the whole transaction fails with it, your data is not "
+                   "committed either" if within else "")
+                + ". Check that the database server runs and accepts connections. "
+                f"Cause: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+
+    def _write(self, rows: list[list], queues: set[str]) -> None:
         if len(rows) > 1 and self.dialect.copies:
-            try:
-                with self.cursor() as cursor:
-                    self.dialect.copy_rows(cursor, COLUMNS, rows)
-                    self.dialect.notify(cursor, queues)
-            except IntegrityError as exc:
-                raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
+            with self.cursor() as cursor:
+                self.dialect.copy_rows(cursor, COLUMNS, rows)
+                self.dialect.notify(cursor, queues)
             return
         per_statement = max(1, min(1000, (connections[self.alias].features.max_query_params or 999) // ROW_FIELDS))
         single = len(rows) <= per_statement
-        try:
-            with (contextlib.nullcontext() if single else transaction.atomic(using=self.alias)), \
-                    self.cursor() as cursor:
-                for start in range(0, len(rows), per_statement):
-                    chunk = rows[start:start + per_statement]
-                    sql = INSERT + ", ".join([ROW] * len(chunk))
-                    params = [v for row in chunk for v in row]
-                    if single:
-                        sql, params = self.dialect.with_notify(sql, params, queues)
-                    cursor.execute(sql, params)
-                if not single:
-                    self.dialect.notify(cursor, queues)
-        except IntegrityError as exc:
-            raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
+        with (contextlib.nullcontext() if single else transaction.atomic(using=self.alias)), \
+                self.cursor() as cursor:
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start:start + per_statement]
+                sql = INSERT + ", ".join([ROW] * len(chunk))
+                params = [v for row in chunk for v in row]
+                if single:
+                    sql, params = self.dialect.with_notify(sql, params, queues)
+                cursor.execute(sql, params)
+            if not single:
+                self.dialect.notify(cursor, queues)
 
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,

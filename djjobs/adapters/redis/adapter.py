@@ -7,9 +7,10 @@ renews; if the worker dies the lease expires and ``recover_expired`` hands the
 job back to the head of its queue. Lease tokens fence every later step, so a
 worker whose lease expired cannot ack or fail a job that now runs elsewhere.
 
-Producer calls raise :class:`EnqueueError` when Redis cannot be reached;
-worker calls let redis-py's ``ConnectionError`` through, and the worker backs
-off and retries.
+Producer calls raise :class:`EnqueueError` when Redis cannot be reached or refuses
+the enqueue (at maxmemory, say: the scripts that only move stored jobs are admitted
+there, an enqueue is not); worker calls let redis-py's ``ConnectionError`` through,
+and the worker backs off and retries.
 """
 from __future__ import annotations
 
@@ -45,11 +46,14 @@ BATCH = 1000
 
 
 def _script(path: Path) -> str:
-    """A script's text, with the shared helpers it calls (scripts/lib/) in front."""
+    """A script's text, with the shared helpers it calls (scripts/lib/) in front, after
+    its shebang line if it has one: Redis 7 reads script flags (``#!lua flags=allow-oom``:
+    admitted at maxmemory) only from the very first line."""
     text = path.read_text()
+    shebang, body = text.split("\n", 1) if text.startswith("#!") else ("", text)
     helpers = [lib.read_text() for lib in sorted(SCRIPTS.joinpath("lib").glob("*.lua"))
-               if f"{lib.stem}(" in text]
-    return "\n".join([*helpers, text])
+               if f"{lib.stem}(" in body]
+    return "\n".join([*filter(None, [shebang]), *helpers, body])
 
 
 @dataclasses.dataclass(slots=True)
@@ -80,6 +84,7 @@ class RedisAdapter(Adapter):
         self._announced = 0.0  # when this process last said it waits for a wake-up
         self._idle: _Registration | None = None  # while this process' fetcher is registered as idle
         self._local = threading.local()
+        self._flags_ok: bool | None = None  # whether the server honours script flags (_check_flags)
 
     def _connect(self) -> redis.Redis:
         alias = self.setting("REDIS_CACHE_ALIAS")
@@ -109,6 +114,9 @@ class RedisAdapter(Adapter):
         returns nothing the second time: jobs handed to it and not read wait for their
         lease, as when its worker dies.)"""
         script = self.scripts[name]
+        if self._flags_ok is None and script.script.startswith("#!"):
+            self._check_flags()
+            script = self.scripts[name]
         command = ("EVALSHA", script.sha, 0, self.keys.prefix, *args)
         for attempt in (1, 2):
             conn = self._conn()
@@ -129,6 +137,19 @@ class RedisAdapter(Adapter):
         conn.send_command(*command)
         return conn.read_response()
 
+    def _check_flags(self) -> None:
+        """Redis before 7.0 cannot compile a script with a shebang line: there the
+        scripts run without their flags (and so renewals are refused at maxmemory:
+        docs/redis.md). Asked once per adapter, before its first script call."""
+        try:
+            version = str(self.client.info("server").get("redis_version", "7"))
+        except redis.ResponseError:  # INFO renamed or forbidden (managed Redis): assume a current server
+            version = "7"
+        self._flags_ok = int(version.split(".")[0]) >= 7
+        if not self._flags_ok:
+            self.scripts = {name: self.client.register_script(script.script.split("\n", 1)[1])
+                            if script.script.startswith("#!") else script for name, script in self.scripts.items()}
+
     def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.pid != os.getpid():
@@ -144,7 +165,10 @@ class RedisAdapter(Adapter):
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
         """Jobs grouped by (queue, priority, scheduled): one script call per group of
-        up to 1,000, every call sent in one pipelined round trip."""
+        up to 1,000, every call sent in one pipelined round trip. Each call is all or
+        nothing (enqueue.lua writes nothing if Redis refuses it); a bulk refused part way
+        (Redis at maxmemory) raises an EnqueueError whose ``stored`` and ``not_stored``
+        say which jobs are in Redis (and will run) and which are not."""
         now = self.clock()
         limit = self.setting("MAX_PAYLOAD_BYTES")
         groups: dict[tuple, list] = {}
@@ -156,17 +180,48 @@ class RedisAdapter(Adapter):
                 groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
                  for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)]
+        ids = [list(call[3::3 if call[2] else 2]) for call in calls]  # each call's job ids (its rows from index 3)
         try:
             if len(calls) == 1:
-                self.run("enqueue", *calls[0])
-                return
-            with self.client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    self.scripts["enqueue"](args=[self.keys.prefix, *call], client=pipe)
-                pipe.execute()
+                try:
+                    results = [self.run("enqueue", *calls[0])]
+                except redis.ResponseError as exc:  # refused (at maxmemory: before its first write)
+                    results = [exc]
+            else:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for call in calls:
+                        self.scripts["enqueue"](args=[self.keys.prefix, *call], client=pipe)
+                    results = pipe.execute(raise_on_error=False)  # a refused call does not hide the others
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise EnqueueError(f"Cannot reach Redis at {self.url} ({exc}); the job(s) were NOT enqueued. "
+            raise EnqueueError(f"Cannot reach Redis at {self.url} ({exc}); the job(s) were NOT enqueued (if the "
+                               "connection broke after they were sent, Redis may have stored them: check by job_id). "
                                "Check that redis-server runs and DJJOBS['REDIS_URL'] points to it.") from exc
+        except redis.ResponseError as exc:  # refused before anything was sent (loading the script)
+            results = [exc] * len(calls)
+        except redis.RedisError as exc:
+            raise EnqueueError(f"Redis at {self.url} failed during the enqueue ({type(exc).__name__}: {exc}); "
+                               "whether the job(s) were stored is unknown: check by job_id.") from exc
+        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
+        if failed:
+            stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
+            not_stored = [job_id for i, _ in failed for job_id in ids[i]]
+            raise self._enqueue_error(failed[0][1], stored, not_stored) from failed[0][1]
+
+    def _enqueue_error(self, cause: Exception, stored: list[str], not_stored: list[str]) -> EnqueueError:
+        total = len(stored) + len(not_stored)
+        if stored:
+            fate = (f"{len(stored):,} of {total:,} jobs were stored (they will run) and {len(not_stored):,} were "
+                    "NOT stored (EnqueueError.stored and .not_stored list their job ids: enqueue the not stored "
+                    "ones again)")
+        else:
+            fate = "the job was NOT stored" if total == 1 else f"the {total:,} jobs were NOT stored (none of them)"
+        if isinstance(cause, redis.exceptions.OutOfMemoryError):
+            message = (f"Redis at {self.url} is at its memory limit (maxmemory) and refused the enqueue ({cause}); "
+                       f"{fate}. Raise maxmemory or free memory (jobs already stored still run and are "
+                       "acknowledged), and keep maxmemory-policy noeviction: any other policy may evict stored jobs.")
+        else:
+            message = f"Redis at {self.url} refused the enqueue ({type(cause).__name__}: {cause}); {fate}."
+        return EnqueueError(message, stored=stored, not_stored=not_stored)
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
@@ -324,20 +379,39 @@ class RedisAdapter(Adapter):
         return self.run("trim_dead", repr(cutoff), self.setting("DEAD_MAX_JOBS"))
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
+        """Renew the leases and refresh the worker's registry entry in one round trip,
+        each independent of the other: at maxmemory Redis refuses the registry write
+        (new memory) but admits the renewal (renew.lua's allow-oom), and a running job
+        must not lose its lease to a listing. Raises a ``redis.RedisError`` naming
+        which of the two failed; a claim's ``lease_until`` moves only if it was renewed."""
         now = self.clock()
         lease = self.setting("LEASE_SECONDS")
         info = orjson.dumps({"worker_id": worker.worker_id, "host": worker.host, "pid": worker.pid,
                              "queues": list(worker.queues), "concurrency": worker.concurrency,
                              "started_at": worker.started_at, "heartbeat_at": now, "busy": list(worker.busy)})
+        if claims and self._flags_ok is None:
+            self._check_flags()
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.keys.worker(worker.worker_id), info, ex=max(1, math.ceil(lease * 2)))
-            pipe.zadd(self.keys.workers, {worker.worker_id: now})
             if claims:
                 self.scripts["renew"](args=[self.keys.prefix, repr(now + lease),
                                             *[v for c in claims for v in split_token(c)]], client=pipe)
-            pipe.execute()
-        for claim in claims:
-            claim.lease_until = now + lease
+            pipe.set(self.keys.worker(worker.worker_id), info, ex=max(1, math.ceil(lease * 2)))
+            pipe.zadd(self.keys.workers, {worker.worker_id: now})
+            results = pipe.execute(raise_on_error=False)
+        renewal = results[0] if claims else None
+        registry = next((r for r in results[-2:] if isinstance(r, Exception)), None)
+        problems = []
+        if isinstance(renewal, Exception):
+            problems.append(f"Lease renewal of {len(claims)} job(s) failed: {renewal}")
+        else:
+            for claim in claims:
+                claim.lease_until = now + lease
+        if registry is not None:
+            renewed = f"; its {len(claims)} lease(s) were renewed" if claims and not problems else ""
+            problems.append(f"The worker-registry write failed ({registry}){renewed}")
+        if problems:
+            cause = renewal if isinstance(renewal, Exception) else registry
+            raise type(cause)("; ".join(problems)) from cause
 
     def unregister(self, worker_id: str) -> None:
         with self.client.pipeline(transaction=False) as pipe:

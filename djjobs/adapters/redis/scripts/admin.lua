@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Admin changes on jobs that are not running. ARGV: prefix, action, now, then job ids.
 -- action 'retry_now': scheduled/retry/dead -> back of its queue; 'kill': scheduled/retry -> dead;
 -- 'delete': any state but running -> gone. Returns how many changed.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Delete every ready job of a queue. ARGV: prefix, queue.
 local p, queue = ARGV[1], ARGV[2]
 local n = 0

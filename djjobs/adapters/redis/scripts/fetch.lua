@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Acknowledge finished jobs, then claim up to `limit` ready jobs: one round trip
 -- per worker batch, and a handful of variadic commands per call rather than a few
 -- per job (Redis serves no other client while a script runs; short scripts keep the

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- An idle fetcher registers so that enqueues hand it jobs directly (enqueue.lua), and
 -- deregisters when it stops waiting.
 -- ARGV: prefix, 'on' or 'off', worker_id, token, lease_until, nq, nq queues, then the ids

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Move one claimed job out of running, fenced by its lease token:
 -- target 'retry' | 'scheduled' | 'dead' (score = run_at / failed_at) or 'front'
 -- (back to the head of its queue). A new payload (and queue/priority) replaces the old.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Move due scheduled and retry jobs to the back of their queues (each once: ZREM decides).
 -- ARGV: prefix, now, limit.
 local p, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])

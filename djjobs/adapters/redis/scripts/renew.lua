@@ -1,4 +1,7 @@
--- Extend the leases of claims whose token still matches.
+#!lua flags=allow-oom
+-- Extend the leases of claims whose token still matches. Admitted at maxmemory (allow-oom,
+-- first line): a refused renewal would let a running job's lease expire and the job run
+-- again elsewhere; it only rewrites scores of entries that exist (ZADD XX).
 -- ARGV: prefix, lease_until, then pairs (job_id, token).
 local p, lease_until = ARGV[1], ARGV[2]
 local n = 0

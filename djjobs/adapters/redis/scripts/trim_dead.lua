@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Cap the dead set: drop jobs older than `cutoff`, then the oldest beyond `max` (at most 1,000 a call).
 -- ARGV: prefix, cutoff, max.
 local p, cutoff, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
