@@ -5,7 +5,6 @@ page naming it (HTTP 503), as ``jobs_status`` gets a CommandError. Real servers 
 (Redis, PostgreSQL), stopped by PID."""
 import html
 import re
-from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import User
