@@ -3,10 +3,25 @@
 from functools import partial, update_wrapper
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, register_converter
 
 from ..admin_models import Dashboard
 from . import views
+
+
+class AnyText:
+    """A path segment or several, with any character (a job id may hold a newline,
+    which ``<path:…>`` refuses, so its URL could not even be built)."""
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(AnyText, "djjobs_any")
 
 
 @admin.register(Dashboard)
@@ -18,11 +33,11 @@ class DashboardAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        return views.dashboard(request, self.admin_site)
+        return views.guarded(views.dashboard)(request, site=self.admin_site)
 
     def get_urls(self):
         def page(view, name, route):
-            bound = update_wrapper(partial(view, site=self.admin_site), view)
+            bound = update_wrapper(partial(views.guarded(view), site=self.admin_site), view)
             return path(route, self.admin_site.admin_view(bound), name=name)
         return [
             page(views.dashboard, "djjobs_dashboard_changelist", ""),
@@ -32,7 +47,8 @@ class DashboardAdmin(admin.ModelAdmin):
             page(views.workers, "djjobs_workers", "workers/"),
             page(views.cron, "djjobs_cron", "cron/"),
             page(views.cron_run_now, "djjobs_cron_run", "cron/run/"),
-            page(views.job_detail, "djjobs_job", "job/<path:job_id>/"),
+            page(views.job_detail, "djjobs_job_detail", "job/"),
+            page(views.job_detail, "djjobs_job", "job/<djjobs_any:job_id>/"),
             page(views.jobs_action, "djjobs_jobs_action", "<str:state>/action/"),
             page(views.jobs, "djjobs_jobs", "<str:state>/"),
         ]

@@ -1,15 +1,28 @@
-"""What the admin shows of a job: safe, masked, readable."""
+"""What the admin shows of a job: safe, masked, readable, whatever storage holds.
+
+Storage may hold bytes no djjobs wrote (a poison payload, a newer version, a repair
+tool's mistake): every function here returns something to show for any input and
+never raises, so one odd job cannot take a page down for everyone."""
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from .. import conf
 from ..adapters.base import JobRecord
 
 MASK = "********"
+#: Levels of nested arguments shown; deeper ones are elided. orjson reads payloads up
+#: to 1,024 levels deep, deeper than Python's json module (and this code) can recurse.
+MAX_DEPTH = 64
+ELIDED = f"… (nested deeper than {MAX_DEPTH} levels, not shown)"
+#: Characters of a stored payload shown on the job page.
+MAX_PAYLOAD_CHARS = 200_000
 
 
 def secret_pattern() -> re.Pattern:
@@ -19,24 +32,42 @@ def secret_pattern() -> re.Pattern:
     return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
 
 
-def masked(value: Any, pattern: re.Pattern | None = None) -> Any:
+def masked(value: Any, pattern: re.Pattern | None = None, depth: int = 0) -> Any:
     """Arguments with secret-looking names (password, token, … — DJJOBS['ADMIN_SECRET_ARGUMENTS'])
     replaced by a mask, at any depth, including dicts stored as key/value pairs (those
-    with a key that is not a str: ``{"_dj": "dict", "v": [[key, value], ...]}``)."""
+    with a key that is not a str: ``{"_dj": "dict", "v": [[key, value], ...]}``).
+    Containers deeper than MAX_DEPTH are replaced by ELIDED (so nothing below is shown,
+    secret or not)."""
     pattern = pattern if pattern is not None else secret_pattern()
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return ELIDED
     if isinstance(value, dict):
         if value.get("_dj") == "dict" and isinstance(value.get("v"), list):
             return {**value, "v": [[pair[0], MASK if isinstance(pair[0], str) and pattern.search(pair[0])
-                                    else masked(pair[1], pattern)] if isinstance(pair, list) and len(pair) == 2
-                                   else masked(pair, pattern) for pair in value["v"]]}
-        return {k: MASK if isinstance(k, str) and pattern.search(k) else masked(v, pattern) for k, v in value.items()}
+                                    else masked(pair[1], pattern, depth + 2)]
+                                   if isinstance(pair, list) and len(pair) == 2
+                                   else masked(pair, pattern, depth + 2) for pair in value["v"]]}
+        return {k: MASK if isinstance(k, str) and pattern.search(k) else masked(v, pattern, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [masked(v, pattern) for v in value]
+        return [masked(v, pattern, depth + 1) for v in value]
     return value
 
 
-def when(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, timezone.utc) if ts else None
+def when(ts: Any) -> datetime | None:
+    """A stored timestamp as a datetime; None when there is none or it is no time at all
+    (not a number, or outside the years datetime can hold)."""
+    if not ts or isinstance(ts, bool) or not isinstance(ts, numbers.Real):
+        return None
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def text(value: Any) -> str:
+    """Any stored value as a line of text (the admin escapes it)."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
 
 
 def row(record: JobRecord) -> dict:
@@ -44,11 +75,11 @@ def row(record: JobRecord) -> dict:
     error = (env.error if env else None) or {}
     return {
         "id": record.job_id, "state": record.state, "queue": record.queue or (env.queue if env else ""),
-        "job": env.job if env else "(undecodable payload)",
-        "args": short(json.dumps(masked(env.args), ensure_ascii=False)) if env else "",
-        "kwargs": short(json.dumps(masked(env.kwargs), ensure_ascii=False)) if env else "",
-        "attempts": env.executions if env else 0, "error_class": str(error.get("class") or "").rsplit(".", 1)[-1],
-        "error_message": short(str(error.get("message") or ""), 160), "at": when(record.at),
+        "job": text(env.job) if env else "(undecodable payload)",
+        "args": short(_json(masked(env.args))) if env else "",
+        "kwargs": short(_json(masked(env.kwargs))) if env else "",
+        "attempts": env.executions if env else 0, "error_class": text(error.get("class")).rsplit(".", 1)[-1],
+        "error_message": short(text(error.get("message")), 160), "at": when(record.at),
         "enqueued_at": when(env.enqueued_at) if env else None,
     }
 
@@ -57,29 +88,58 @@ def detail(record: JobRecord) -> dict:
     env = record.envelope
     data = row(record)
     if env is not None:
-        data["payload"] = json.dumps(masked(_envelope_dict(env)), indent=2, ensure_ascii=False, default=str)
-        data["traceback"] = (env.error or {}).get("traceback", "")
+        data["payload"] = _json(masked(_envelope_dict(env)), indent=2)
+        data["traceback"] = text((env.error or {}).get("traceback"))
     else:  # not an envelope this djjobs reads (a poison payload, or one from a newer version)
         data["payload"] = _masked_raw(record.raw)
         data["traceback"] = ""
+    data["payload"] = short(data["payload"], MAX_PAYLOAD_CHARS)
     return data
 
 
+def _json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+
+
 def _masked_raw(raw: bytes) -> str:
-    """Stored bytes as text, masked like an envelope's arguments when they are JSON at all."""
+    """Stored bytes as text, masked like an envelope's arguments when they are JSON at all
+    (read by orjson, as the envelope is: Python's json module recurses, and fails on
+    payloads nested deeper than about 1,000 levels)."""
     try:
-        return json.dumps(masked(json.loads(raw)), indent=2, ensure_ascii=False)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
+        return _json(masked(orjson.loads(raw)), indent=2)
+    except orjson.JSONDecodeError:
+        return bytes(raw).decode("utf-8", "replace")
 
 
 def _envelope_dict(env) -> dict:
+    """The envelope's fields, one level deep (dataclasses.asdict copies every nested
+    argument recursively, and fails on deep ones)."""
     import dataclasses
-    result = dataclasses.asdict(env)
-    if result.get("error"):
+    result = {field.name: getattr(env, field.name) for field in dataclasses.fields(env)}
+    if isinstance(result.get("error"), dict):
         result["error"] = {k: v for k, v in result["error"].items() if k != "traceback"}
     return result
 
 
 def short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def busy(entry: Any, now: float) -> dict:
+    """One job a worker's heartbeat says it runs, as the Workers page shows it (the
+    registry is storage too: any field may be missing or of another type)."""
+    entry = entry if isinstance(entry, dict) else {}
+    started = entry.get("started_at")
+    started = started if isinstance(started, numbers.Real) and not isinstance(started, bool) else now
+    return {"job_id": text(entry.get("job_id")), "job": text(entry.get("job")) or "(unknown job)",
+            "queue": text(entry.get("queue")), "running": now - started}
+
+
+def worker(info: Any, now: float) -> dict:
+    """One live worker as the Workers page shows it."""
+    def age(ts: Any) -> float | None:
+        return now - ts if isinstance(ts, numbers.Real) and not isinstance(ts, bool) else None
+    entries = info.busy if isinstance(info.busy, list) else []
+    return {"w": info, "busy": [busy(entry, now) for entry in entries], "uptime": age(info.started_at),
+            "seen": age(info.heartbeat_at),
+            "queues": ", ".join(map(text, info.queues)) if isinstance(info.queues, list) else text(info.queues)}

@@ -1,7 +1,13 @@
 """The job pages inside the Django admin. Everything is read and changed through
-the adapter contract, so the pages work the same on every adapter."""
+the adapter contract, so the pages work the same on every adapter.
+
+Every page renders whatever storage holds (see presenters) and checks every input
+(see inputs); :func:`guarded`, around every view, is the one place where an input the
+admin refuses, a value the storage refuses and a storage that is down become a message
+or a clear page instead of an error 500."""
 from __future__ import annotations
 
+import functools
 import time
 
 from django.contrib import messages
@@ -11,13 +17,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .. import registry
 from ..adapters import get_adapter
 from ..admin_models import Dashboard
-from . import presenters
+from ..storage_errors import REFUSED, UNAVAILABLE, storage_name, unavailable_message
+from . import inputs, presenters
 from .charts import history_svg
+from .inputs import InvalidInput
 
 STATES = {"scheduled": "Scheduled", "retry": "Retries", "dead": "Dead"}
 PER_PAGE = 25
@@ -44,21 +53,70 @@ def require_change(request) -> None:
         raise PermissionDenied
 
 
-def render(request, site, template: str, title: str, tab: str, **context):
+def render(request, site, template: str, title: str, tab: str, status: int = 200, **context):
     context = {**site.each_context(request), "title": title, "tab": tab, "opts": Dashboard._meta,
                "can_change": request.user.has_perm("djjobs.change_dashboard"), "adapter": get_adapter(),
                "states": STATES, **context}
-    return TemplateResponse(request, f"djjobs/admin/{template}", context)
+    return TemplateResponse(request, f"djjobs/admin/{template}", context, status=status)
 
 
 def log_action(request, message: str) -> None:
+    message = message.replace("\x00", "\\x00")  # PostgreSQL cannot store a NUL, and the admin log may live there
     LogEntry.objects.create(
         user_id=request.user.pk, content_type=ContentType.objects.get_for_model(Dashboard, for_concrete_model=False),
         object_id="", object_repr=message[:200], action_flag=CHANGE, change_message=message)
 
 
 def back(request, fallback: str) -> HttpResponseRedirect:
-    return HttpResponseRedirect(request.POST.get("next") or fallback)
+    """To the form's ``next`` when it is a page of this site, else to ``fallback`` (the
+    page the action belongs to): never to another site (an open redirect)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return HttpResponseRedirect(target)
+    return HttpResponseRedirect(fallback)
+
+
+def action_page(request) -> str:
+    """The page a POST action belongs to (where it returns)."""
+    match = request.resolver_match
+    state = match.kwargs.get("state") if match else None
+    if state in STATES:
+        return reverse("admin:djjobs_jobs", args=[state])
+    pages = {"djjobs_queue_action": "admin:djjobs_queues", "djjobs_cron_run": "admin:djjobs_cron"}
+    return reverse(pages.get(match.url_name if match else "", "admin:djjobs_dashboard_changelist"))
+
+
+def guarded(view):
+    """Every page goes through here. An input the admin refuses (InvalidInput) or the
+    storage refuses (a DataError): a message, back on the action's page for a POST, a
+    page saying so (400) for a GET. A storage that is down: a page naming it and what to
+    do (503). Anything else is a bug and keeps its traceback."""
+    @functools.wraps(view)
+    def guarded_view(request, *args, site, **kwargs):
+        try:
+            return view(request, *args, site=site, **kwargs)
+        except (InvalidInput, *REFUSED) as exc:
+            text = str(exc) if isinstance(exc, InvalidInput) else (
+                f"The job storage, {storage_name(get_adapter(), exc)}, refused a value of this request "
+                f"({' '.join(str(exc).split())}). Check the job ids, queue names and search text.")
+            if request.method == "POST":
+                messages.error(request, text)
+                return back(request, action_page(request))
+            return render(request, site, "problem.html", "Bad request", "", status=400, problem=text)
+        except UNAVAILABLE as exc:
+            return render(request, site, "problem.html", "Job storage unavailable", "", status=503,
+                          problem=unavailable_message(get_adapter(), exc))
+    return guarded_view
+
+
+def checked(request, check, value, default=None):
+    """``check(value)``; when it refuses the value, say why (a message) and use ``default``."""
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+        return default
 
 
 # --- pages ------------------------------------------------------------------
@@ -79,24 +137,29 @@ def stats(request, site):
 
 def queues(request, site):
     require_view(request)
-    adapter = get_adapter()
-    confirm = request.GET.get("confirm_clear")
-    return render(request, site, "queues.html", "Queues", "queues", queues=adapter.queues(), confirm=confirm)
+    found = get_adapter().queues()
+    confirm = checked(request, lambda v: v and inputs.queue_name(v, [q.name for q in found]),
+                      request.GET.get("confirm_clear"))
+    return render(request, site, "queues.html", "Queues", "queues", queues=found, confirm=confirm)
 
 
 @require_POST
 def queue_action(request, site):
     require_change(request)
-    adapter, action, name = get_adapter(), request.POST.get("action"), request.POST.get("queue", "")
+    adapter, action = get_adapter(), request.POST.get("action")
+    name = inputs.queue_name((inputs.posted(request, "queue") or [""])[0], [q.name for q in adapter.queues()])
     if action == "pause":
         adapter.pause(name)
     elif action == "resume":
         adapter.resume(name)
     elif action == "clear" and request.POST.get("confirm") == "yes":
         n = adapter.clear(name)
-        messages.success(request, f"Cleared {n:,} job(s) from {name}.")
+        messages.success(request, f"Cleared {n:,} job(s) from {inputs.short(name)}.")
+    elif action == "clear":
+        raise InvalidInput(f"Nothing cleared: clearing {inputs.short(name)!r} needs its confirmation "
+                           "(the Clear… button on the Queues page).")
     else:
-        raise PermissionDenied("Unknown or unconfirmed queue action.")
+        raise InvalidInput(f"Unknown queue action {inputs.short(str(action))!r}: use pause, resume or clear.")
     log_action(request, f"{action} queue {name}")
     return back(request, reverse("admin:djjobs_queues"))
 
@@ -105,17 +168,23 @@ def jobs(request, site, state: str):
     require_view(request)
     if state not in STATES:
         raise Http404
-    page_no = _int(request.GET.get("page"), 1)
-    job, queue, search = request.GET.get("job") or None, request.GET.get("queue") or None, request.GET.get("q") or None
+    adapter = get_adapter()
+    queue_names = [q.name for q in adapter.queues()]
+    page_no = checked(request, inputs.page_number, request.GET.get("page"), default=1)
+    job = checked(request, inputs.job_name, request.GET.get("job"))
+    queue = checked(request, lambda v: v and inputs.queue_name(v, queue_names), request.GET.get("queue")) or None
+    search = checked(request, inputs.search, request.GET.get("q"))
     if search and not request.user.has_perm("djjobs.change_dashboard"):
         page = _by_id(state, search)  # a payload search would tell whether a masked argument holds a text
     else:
-        page = get_adapter().jobs(state, queue=queue, job=job, search=search, page=page_no, per_page=PER_PAGE)
+        page = adapter.jobs(state, queue=queue, job=job, search=search, page=page_no, per_page=PER_PAGE)
     pages = max(1, -(-page.total // PER_PAGE))
+    if page_no > pages:
+        messages.warning(request, f"There is no page {page_no:,}: this list has {pages:,}.")
     return render(request, site, "jobs.html", STATES[state], state, state=state, page=page, pages=pages,
                   rows=[presenters.row(r) for r in page.items], job=job or "", queue=queue or "", q=search or "",
                   job_names=sorted(registry.registered()), actions=labelled(ACTIONS[state]),
-                  queue_names=[q.name for q in get_adapter().queues()])
+                  queue_names=queue_names)
 
 
 @require_POST
@@ -123,9 +192,11 @@ def jobs_action(request, site, state: str):
     require_change(request)
     if state not in STATES:
         raise Http404
-    action, ids, adapter = request.POST.get("action"), request.POST.getlist("ids"), get_adapter()
+    action, adapter = request.POST.get("action"), get_adapter()
     if action not in ACTIONS[state]:
-        raise PermissionDenied("Unknown action.")
+        raise InvalidInput(f"Unknown action {inputs.short(str(action))!r} on the {STATES[state]} page: use "
+                           f"{', '.join(ACTIONS[state])}.")
+    ids = inputs.posted(request, "ids")  # how many: DATA_UPLOAD_MAX_NUMBER_FIELDS
     if action == "retry_all":
         n = _retry_all(adapter)
     elif action == "retry_now":
@@ -135,7 +206,7 @@ def jobs_action(request, site, state: str):
     else:
         n = adapter.delete(ids)
     messages.success(request, f"{action.replace('_', ' ').capitalize()}: {n:,} job(s).")
-    log_action(request, f"{action} {n} {state} job(s)" + (f": {', '.join(ids[:10])}" if ids else ""))
+    log_action(request, f"{action} {n} {state} job(s)" + (f": {', '.join(map(inputs.short, ids[:10]))}" if ids else ""))
     return back(request, reverse("admin:djjobs_jobs", args=[state]))
 
 
@@ -162,20 +233,26 @@ def _retry_all(adapter, batch: int = 500, limit: int = 1_000_000) -> int:
     return sum(adapter.retry_now(ordered[i:i + batch]) for i in range(0, len(ordered), batch))
 
 
-def job_detail(request, site, job_id: str):
+def job_detail(request, site, job_id: str | None = None):
+    """``job/?id=<job id>`` (any id: a newline, a slash or ``..`` survive a query string,
+    not a path), or ``job/<job id>/`` as links made before."""
     require_view(request)
+    if job_id is None:
+        if "id" not in request.GET:
+            raise InvalidInput("No job id given: open a job from the Scheduled, Retries or Dead page.")
+        job_id = request.GET["id"]
     record = get_adapter().get(job_id)
     if record is None:
         raise Http404("No such job (it may have finished).")
-    return render(request, site, "job.html", f"Job {job_id}", record.state, job=presenters.detail(record),
+    return render(request, site, "job.html", f"Job {inputs.short(job_id)}", record.state,
+                  job=presenters.detail(record),
                   actions=[a for a in labelled(ACTIONS.get(record.state, ())) if a[0] != "retry_all"])
 
 
 def workers(request, site):
     require_view(request)
     now = time.time()
-    rows = [{"w": w, "busy": [{**b, "running": now - (b.get("started_at") or now)} for b in w.busy],
-             "uptime": now - w.started_at, "seen": now - w.heartbeat_at} for w in get_adapter().workers()]
+    rows = [presenters.worker(w, now) for w in get_adapter().workers()]
     return render(request, site, "workers.html", "Workers", "workers", workers=rows)
 
 
@@ -187,11 +264,12 @@ def cron(request, site):
     states = get_adapter().cron_states()
     rows = []
     for entry in entries:
-        state = states.get(entry.name, {})
+        state = states.get(entry.name)
+        state = state if isinstance(state, dict) else {}
         rows.append({"entry": entry, "next": (entry.next_runs(1) or [None])[0],
                      "last_tick": presenters.when(state.get("last_tick")),
                      "last_enqueued": presenters.when(state.get("last_enqueued_at")),
-                     "outcome": state.get("last_outcome", ""), "job_id": state.get("last_job_id")})
+                     "outcome": presenters.text(state.get("last_outcome")), "job_id": state.get("last_job_id")})
     return render(request, site, "cron.html", "Cron", "cron", rows=rows, problems=problems)
 
 
@@ -200,21 +278,15 @@ def cron_run_now(request, site):
     require_change(request)
     from ..cron import Scheduler, parse_entries
     from .. import conf
-    name = request.POST.get("name", "")
+    name = (inputs.posted(request, "name") or [""])[0]
     try:  # the valid entries: another one's problem (shown on the page) must not stop this one
         job = Scheduler(get_adapter(), parse_entries(conf.get("CRON"))[0]).run_now(name)
     except StopIteration:
-        raise Http404(f"No cron entry {name!r}.") from None
+        raise InvalidInput(f"No cron entry {inputs.short(name)!r} to run (DJJOBS['CRON']; an entry with a "
+                           "problem shown on the Cron page cannot run).") from None
     messages.success(request, f"Enqueued {name} as job {job.job_id}.")
     log_action(request, f"run now cron {name} ({job.job_id})")
     return back(request, reverse("admin:djjobs_cron"))
-
-
-def _int(value, default: int, most: int = 1_000_000) -> int:
-    try:
-        return min(most, max(1, int(value)))
-    except (TypeError, ValueError):
-        return default
 
 
 def _totals(history) -> tuple[int, int]:

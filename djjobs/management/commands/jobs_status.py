@@ -6,6 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from djjobs.adapters import get_adapter
+from djjobs.storage_errors import UNAVAILABLE, unavailable_message
 
 
 class Command(BaseCommand):
@@ -17,6 +18,8 @@ class Command(BaseCommand):
             counts, queues, workers = adapter.counts(), adapter.queues(), adapter.workers()
         except NotImplementedError:
             raise CommandError(f"The {adapter.name} adapter keeps no state to show.") from None
+        except UNAVAILABLE as exc:  # Redis or the database is down: say which, and what to do
+            raise CommandError(unavailable_message(adapter, exc)) from exc
         except Exception as exc:
             raise CommandError(f"Cannot read the {adapter.name} adapter: {type(exc).__name__}: {exc}") from exc
         w = self.stdout.write
