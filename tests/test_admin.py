@@ -266,3 +266,18 @@ def test_every_page_renders_on_the_inline_adapter(admin_client):
     for state in ("scheduled", "retry", "dead"):
         assert admin_client.get(url("jobs", state)).status_code == 200, state
     assert admin_client.get(url("job", "nothing")).status_code == 404
+
+
+def test_the_dead_page_shows_why_an_undecodable_payload_is_dead(admin_client, adapter):
+    """The reason is stored beside a payload kept as it was (JobRecord.error): the
+    listing and the job page show it, and never the payload's secret."""
+    from djjobs.adapters.base import decode, stored_error
+    raw = b'{"job":"tests.jobs.EchoJob","args":["hunter2"],"version":99}'
+    adapter.enqueue_raw(raw, "default")
+    [claim] = adapter.fetch(["default"], 1, 0, "w")
+    adapter.kill(claim, None, stored_error(decode(raw)[1], "Its payload does not decode", at=1.0))
+    [record] = adapter.jobs("dead").items
+    listing = admin_client.get(url("jobs", "dead")).content.decode()
+    assert "PayloadError" in listing and "upgrade djjobs" in listing and "hunter2" not in listing
+    page = admin_client.get(url("job", record.job_id)).content.decode()
+    assert "upgrade djjobs" in page

@@ -72,7 +72,9 @@ def text(value: Any) -> str:
 
 def row(record: JobRecord) -> dict:
     env = record.envelope
-    error = (env.error if env else None) or {}
+    # The error stored beside a payload kept as it was (undecodable, or not encodable
+    # again) is newer than any error inside that payload.
+    error = record.error or (env.error if env else None) or {}
     return {
         "id": record.job_id, "state": record.state, "queue": record.queue or (env.queue if env else ""),
         "job": text(env.job) if env else "(undecodable payload)",
