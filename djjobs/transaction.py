@@ -23,12 +23,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Iterable
 
+import orjson
 from django.db import connections, transaction
 
 from . import registry, signals
 from .adapters import get_adapter
 from .envelope import Envelope
 from .errors import EnqueueError
+from .masking import masked
 
 if TYPE_CHECKING:
     from .adapters.base import Adapter
@@ -94,14 +96,20 @@ def _store_after_commit(adapter: "Adapter", envelopes: list[Envelope]) -> None:
     except Exception as exc:
         if adapter.name == "inline" and not isinstance(exc, EnqueueError):
             raise  # the job ran, in the caller, and failed for good: its error, as outside atomic()
+        stored = set(getattr(exc, "stored", ()))  # a bulk refused part way says which it stored
         for env in envelopes:
+            if env.job_id in stored:
+                continue
             logger.error("Enqueue after commit failed (%s: %s); the transaction committed but this job was "
                          "NOT stored: %s", type(exc).__name__, exc, _printable(env))
             signals.job_enqueue_failed.send_robust(sender=None, envelope=env, exception=exc)
 
 
 def _printable(env: Envelope) -> str:
+    """The envelope to re-enqueue by hand, arguments with secret-looking names masked
+    (job_enqueue_failed receivers get it whole)."""
     try:
-        return env.encode().decode()
+        return orjson.dumps({**orjson.loads(env.encode()), "args": masked(env.args),
+                             "kwargs": masked(env.kwargs)}).decode()
     except Exception:
-        return repr(env)
+        return env.describe()

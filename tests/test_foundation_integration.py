@@ -7,7 +7,7 @@ from django.core.checks import run_checks
 from django.db import transaction
 from django.test import TestCase, override_settings
 
-from djjobs import Job, signals
+from djjobs import Job, perform_all_later, signals
 from djjobs.adapters import get_adapter, use_adapter
 from djjobs.adapters.async_thread import AsyncAdapter
 from djjobs.adapters.inline import InlineAdapter
@@ -281,3 +281,17 @@ def test_assert_enqueued_with_tells_true_from_one(enqueued_jobs):
     with pytest.raises(AssertionError):
         assert_enqueued_with(job=EchoJob, args=[True])
     assert_enqueued_with(job=EchoJob, args=[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_enqueue_after_commit_masks_secrets_and_skips_the_jobs_a_bulk_stored(caplog):
+    class HalfStored(TestAdapter):
+        def enqueue_many(self, envelopes):
+            raise EnqueueError("refused part way", stored=[envelopes[0].job_id],
+                               not_stored=[e.job_id for e in envelopes[1:]])
+
+    with use_adapter(HalfStored()), caplog.at_level(logging.ERROR, logger="djjobs"):
+        with transaction.atomic():
+            first, second = perform_all_later([EchoJob("a", password="hunter2"), EchoJob("b", password="hunter2")])
+    assert "hunter2" not in caplog.text and "********" in caplog.text
+    assert second.job_id in caplog.text and first.job_id not in caplog.text
