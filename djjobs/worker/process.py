@@ -176,6 +176,7 @@ class WorkerProcess:
                     self.claims.update((c.key, c) for c in claims)
                 for claim in claims:
                     self._ready.put(claim)
+                del claim  # an idle loop would hold the last job's claim (and payload) until the next one
                 if was_idle:
                     # Give the GIL to the job thread just woken, before this loop's own work: on an
                     # idle worker this is the job's start latency (about 0.15 ms less, measured).
@@ -274,6 +275,7 @@ class WorkerProcess:
     def _job_loop(self) -> None:
         ready = self._ready
         while True:
+            claim = None  # not the last job's claim (its payload) held while this thread waits
             try:
                 claim = ready.get()
                 if claim is None:
@@ -290,6 +292,7 @@ class WorkerProcess:
         acknowledges it with its next fetch; other outcomes are reported here."""
         done: Claim | None = None
         took = 0.0
+        outcome: Outcome | None = None
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
@@ -303,6 +306,8 @@ class WorkerProcess:
         except Exception:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
+            if outcome is not None:
+                outcome.release()  # a failed run's locals go now, not at some later GC (Outcome.release)
             if done is None:
                 self._sync([], [claim])
             self._finish(done, took)
