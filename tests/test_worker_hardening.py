@@ -179,3 +179,181 @@ def test_an_idle_worker_holds_no_claim_of_its_last_job(memory_adapter):
     finally:
         worker.stopping.set()
         thread.join(15)
+
+
+RUNS: list = []
+
+
+class Counted(Job):
+    def perform(self, token):
+        RUNS.append(token)
+
+
+def test_claims_that_arrive_after_their_lease_are_handed_back_unrun(caplog):
+    """A fetch answered after the lease ended (a network freeze): lease recovery has handed
+    the jobs to another worker meanwhile. The late claims are not run; each job runs once."""
+    from djjobs.adapters.memory import MemoryAdapter
+    adapter = MemoryAdapter({"LEASE_SECONDS": 1})
+    RUNS.clear()
+    adapter.enqueue_many([Counted(f"j{i}").to_envelope() for i in range(5)])
+    fetch, late = adapter.fetch, []
+
+    def frozen_fetch(*args, **kwargs):
+        claims = fetch(*args, **kwargs)
+        if claims and not late:
+            late.extend(claims)
+            time.sleep(1.1)  # the answer is held up past the lease...
+            assert adapter.recover_expired() == len(claims)  # ...and another worker's poller recovers them
+        return claims
+
+    adapter.fetch = frozen_fetch
+    worker = _worker(adapter, poll_interval=30)  # this worker's own poller stays out of it
+    with caplog.at_level("WARNING", logger="djjobs"):
+        _run_worker_until(worker, lambda: len(RUNS) >= 5 and adapter.counts().processed == 5, "5 jobs")
+    time.sleep(0.1)
+    assert sorted(RUNS) == [f"j{i}" for i in range(5)]
+    assert f"{len(late)} job(s) reached this worker 1.1 s after they were claimed" in caplog.text
+    adapter.close()
+
+
+def test_claims_that_arrive_with_little_lease_left_go_back_to_the_front(caplog):
+    """Not recovered yet: the late claims go back to the front of their queue, in order,
+    and run from a fresh claim."""
+    from djjobs.adapters.memory import MemoryAdapter
+    adapter = MemoryAdapter({"LEASE_SECONDS": 1})
+    RUNS.clear()
+    adapter.enqueue_many([Counted(f"j{i}").to_envelope() for i in range(3)])
+    fetch, late = adapter.fetch, []
+
+    def slow_fetch(*args, **kwargs):
+        claims = fetch(*args, **kwargs)
+        if claims and not late:
+            late.extend(claims)
+            time.sleep(0.6)  # over half the lease gone: too little left to be renewed in time
+        return claims
+
+    adapter.fetch = slow_fetch
+    worker = _worker(adapter, poll_interval=30)
+    worker.concurrency = 1
+    with caplog.at_level("WARNING", logger="djjobs"):
+        _run_worker_until(worker, lambda: adapter.counts().processed == 3, "3 jobs")
+    assert RUNS == ["j0", "j1", "j2"]
+    assert adapter.counts().failed == 0 and "handing them back unrun" in caplog.text
+    adapter.close()
+
+
+class FreezableProxy:
+    """A TCP proxy on 127.0.0.1 in front of a real server. ``freeze(seconds)`` holds back
+    everything the server sends (the requests still arrive and run): a network freeze
+    between a worker and its storage, as seen by the worker. Bounded: every wait has a
+    timeout, and ``close`` ends every thread's socket."""
+
+    def __init__(self, port: int):
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thawed_at = 0.0
+        self.sockets: list[socket.socket] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self, seconds: float) -> None:
+        self.thawed_at = time.monotonic() + seconds
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            server.settimeout(None)
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, freezes: bool) -> None:
+        try:
+            while not self.closed.is_set():
+                data = source.recv(65536)
+                if not data:
+                    break
+                while freezes and not self.closed.is_set() and time.monotonic() < self.thawed_at:
+                    time.sleep(0.01)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True)
+def test_a_frozen_connection_does_not_run_jobs_another_worker_recovered(redis_server, tmp_path):
+    """Worker A reaches Redis through a proxy that freezes for 6 s (three leases) just as
+    20 jobs are handed to it. Lease recovery rightly gives them to worker B (a direct
+    connection), which runs them; when A's connection thaws, A must not run them too."""
+    import uuid
+    from tests.worker_jobs import RecordJob
+    proxy = FreezableProxy(redis_server.port)
+    prefix = f"w{uuid.uuid4().hex[:8]}"
+    settings = {"ADAPTER": "redis", "REDIS_PREFIX": prefix, **FAST}
+    through_proxy = Backend("redis", {**settings, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
+    direct = Backend("redis", {**settings, "REDIS_URL": redis_server.url})
+    trace = tmp_path / "trace"
+    workers = []
+    try:
+        workers.append(a := Worker(through_proxy, tmp_path / "a.log", ["-c", "20"]))
+        wait_for(lambda: direct.adapter.workers(), 30, "worker A to register")
+        time.sleep(1.0)  # A waits idle, registered for hand-offs
+        proxy.freeze(6.0)
+        for i in range(20):  # one by one: each enqueue hands one job to the idle fetcher
+            direct.adapter.enqueue(Envelope(job=RecordJob.job_name, args=[str(trace), f"j{i}"]))
+        assert direct.adapter.counts().busy == 20, "the jobs were not handed to worker A"
+        workers.append(Worker(direct, tmp_path / "b.log", ["-c", "20"]))
+        wait_for(lambda: len(_lines(trace, "ran")) >= 20, 30, "worker B to run the recovered jobs")
+        wait_for(lambda: "handing them back unrun" in a.output() or len(_lines(trace, "ran")) > 20, 30,
+                 "worker A to receive the late hand-offs")
+        time.sleep(1.0)  # anything A would still run
+        ran = sorted(r[1] for r in _lines(trace, "ran"))
+        assert ran == sorted(f"j{i}" for i in range(20)), (ran, a.output()[-3000:])
+    finally:
+        for worker in workers:
+            worker.stop()
+        proxy.close()
+
+
+@pytest.mark.timeout(60)
+def test_hand_offs_under_a_short_lease_arrive_with_most_of_it_left(redis_url, caplog):
+    """A job handed to an idle fetcher is leased from the fetcher's last registration
+    refresh; refreshed every eighth of the lease, a 2-s lease still has 3/4 left, so no
+    hand-off is mistaken for a late one."""
+    import uuid
+    from djjobs.adapters.redis import RedisAdapter
+    adapter = RedisAdapter({"REDIS_URL": redis_url, "REDIS_PREFIX": f"h{uuid.uuid4().hex[:8]}", "LEASE_SECONDS": 2})
+    RUNS.clear()
+    worker = _worker(adapter, poll_interval=30)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level("WARNING", logger="djjobs"):
+            for i in range(12):  # spread over the registration's life, while the worker idles
+                time.sleep(0.17)
+                adapter.enqueue(Counted(f"h{i}").to_envelope())
+            wait_for(lambda: len(RUNS) == 12, 10, "12 jobs to run")
+        assert "handing them back unrun" not in caplog.text
+        assert adapter.counts().processed == 12 or wait_for(lambda: adapter.counts().processed == 12, 5, "acks")
+    finally:
+        worker.stopping.set()
+        thread.join(15)
+        adapter.close()

@@ -46,6 +46,7 @@ logger = logging.getLogger("djjobs")
 GATHER_SECONDS = 0.001
 TELL_SECONDS = 0.5  # at most this long (and an eighth of the lease) before the supervisor hears of a claim
 IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connections before a job
+LEAST_LEASE = 0.5  # a claim received with less than this share of its lease left is handed back unrun
 
 
 class WorkerProcess:
@@ -88,6 +89,8 @@ class WorkerProcess:
         self._untold_done: list[str] = []
         self._told_at = 0.0
         self._tell_every = min(TELL_SECONDS, float(self.adapter.setting("LEASE_SECONDS")) / 8)
+        # A claim must arrive with at least this much lease left to be run (see _drop_late).
+        self._least_lease = float(self.adapter.setting("LEASE_SECONDS")) * LEAST_LEASE
 
     # --- lifecycle -----------------------------------------------------
     def install_signals(self) -> None:
@@ -169,6 +172,8 @@ class WorkerProcess:
                 continue
             self._acks = []
             if claims:
+                claims = self._drop_late(claims)
+            if claims:
                 self._collect_finished()  # jobs that finished while this loop waited in fetch
                 was_idle = not self._busy
                 self._busy += len(claims)
@@ -183,6 +188,30 @@ class WorkerProcess:
                     time.sleep(0)
             if claims or acks:
                 self._sync(claims, acks)
+
+    def _drop_late(self, claims: list[Claim]) -> list[Claim]:
+        """The claims still worth running. A fetch answered late (a network freeze between
+        this process and the storage) brings claims whose lease, counted from when the fetch
+        was sent, has ended or nearly: lease recovery may already have handed them to another
+        worker, or will before the supervisor's first renewal (it hears of a claim within an
+        eighth of the lease and renews every quarter). Those go back unrun: the release is
+        fenced by the lease token, so a job recovered meanwhile is left to its new owner, and
+        any other returns to the front of its queue."""
+        now = self.adapter.clock()
+        least = now + self._least_lease
+        late = [c for c in claims if c.lease_until < least]
+        if not late:
+            return claims
+        lease, until = float(self.adapter.setting("LEASE_SECONDS")), min(c.lease_until for c in late)
+        logger.warning("%d job(s) reached this worker %.1f s after they were claimed (a slow or frozen "
+                       "connection to the storage?), with %.1f s of their %g-s lease left, less than the %g s "
+                       "needed to renew it in time; handing them back unrun", len(late), now - (until - lease),
+                       max(0.0, until - now), lease, self._least_lease)
+        try:
+            self.adapter.release(late)
+        except Exception:
+            logger.exception("Handing back %d late job(s) failed; their leases will recover them", len(late))
+        return [c for c in claims if c.lease_until >= least]
 
     def _finish(self, claim: Claim | None, took: float) -> None:
         """A job thread is free (called by it): wake the fetch loop if it waits for this one."""
