@@ -357,3 +357,108 @@ def test_hand_offs_under_a_short_lease_arrive_with_most_of_it_left(redis_url, ca
         worker.stopping.set()
         thread.join(15)
         adapter.close()
+
+
+@pytest.fixture(params=["redis", "database-sqlite"])
+def orphan_backend(request) -> Backend:
+    return request.getfixturevalue(request.param.replace("-", "_") + "_backend")
+
+
+def _kill_if_alive(pid: int) -> None:
+    """A worker process this test started, if it still runs (its PID not reused since)."""
+    import psutil
+    try:
+        if psutil_alive(pid) and "runjobs" in " ".join(psutil.Process(pid).cmdline()):
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        pass
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_an_orphaned_worker_renews_its_own_leases_until_its_jobs_end(orphan_backend, tmp_path):
+    """The supervisor (only its PID) is SIGKILLed while its worker runs 10 jobs of 5 s
+    under a 2-s lease; another worker watches the same storage. The orphan's POLL_INTERVAL
+    is 5 s: it must notice without waiting for its poller. The orphan finishes them
+    and renews their leases itself meanwhile: none is recovered and run a second time."""
+    from tests.worker_jobs import RecordJob
+    backend = orphan_backend
+    trace = tmp_path / "trace"
+    for i in range(10):
+        backend.adapter.enqueue(Envelope(job=RecordJob.job_name, args=[str(trace), f"o{i}", 5.0]))
+    # The orphan's poller would notice only after several leases: detection must not wait for it.
+    a = Worker(Backend(backend.name, {**backend.djjobs, "POLL_INTERVAL": 5}, backend.databases),
+               tmp_path / "a.log", ["-c", "10"])
+    children: list[int] = []
+    workers = [a]
+    try:
+        wait_for(lambda: len(_lines(trace, "start")) == 10, 30, "10 jobs to start")
+        children = a.children()
+        workers.append(b := Worker(backend, tmp_path / "b.log", ["-c", "10"]))
+        wait_for(lambda: len(backend.adapter.workers()) == 2, 30, "the second worker to register")
+        os.kill(a.proc.pid, signal.SIGKILL)  # the supervisor only: its worker process lives on
+        a.proc.wait(10)
+        wait_for(lambda: len(_lines(trace, "ran")) >= 10, 30, "the orphan to finish its jobs")
+        for pid in children:
+            wait_for(lambda: not psutil_alive(pid), 15, "the orphan to exit")
+        time.sleep(1.0)  # past another lease: anything recovered would have started by now
+        starts = sorted(r[1] for r in _lines(trace, "start"))
+        assert starts == sorted(f"o{i}" for i in range(10)), (starts, a.output()[-2000:], b.output()[-2000:])
+        assert {r[2] for r in _lines(trace, "ran")} == {str(pid) for pid in children}
+        assert "Lost the supervisor" in a.output()
+        assert [w.pid for w in backend.adapter.workers()] == b.children()  # the orphan unregistered itself
+    finally:
+        for worker in workers:
+            worker.stop()
+        for pid in children:
+            _kill_if_alive(pid)
+
+
+def psutil_alive(pid: int) -> bool:
+    import psutil
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+STARTED, GATE = threading.Event(), threading.Event()
+
+
+class Gated(Job):
+    def perform(self):
+        STARTED.set()
+        GATE.wait(10)
+
+
+def test_a_job_claimed_just_before_a_stop_is_told_to_the_supervisor_while_it_finishes(memory_adapter):
+    """A claim not told to the supervisor yet when the stop begins is told during the
+    graceful stop (within the tell interval), so its lease is renewed while it finishes."""
+    import io
+    import orjson
+    STARTED.clear()
+    GATE.clear()
+    memory_adapter.enqueue(Gated().to_envelope())
+    worker = _worker(memory_adapter, poll_interval=30)
+    worker.pipe = io.BytesIO()
+    worker._told_at = time.monotonic()  # a tell just happened: the next one waits _tell_every
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert STARTED.wait(5)
+        worker.stopping.set()
+        time.sleep(worker._tell_every + 0.3)
+        messages = [orjson.loads(line) for line in worker.pipe.getvalue().splitlines()]
+        told = [c["key"] for m in messages if m["event"] == "sync" for c in m["claims"]]
+        assert len(told) == 1, messages
+    finally:
+        GATE.set()
+        thread.join(15)
+
+
+@pytest.mark.parametrize("lease, warned", [(1, True), (1.5, True), (2, False), (60, False)])
+def test_a_lease_too_short_to_renew_with_a_margin_is_a_warning(settings, lease, warned):
+    from djjobs.checks import check_settings
+    settings.DJJOBS = {"ADAPTER": "memory", "LEASE_SECONDS": lease}
+    ids = [m.id for m in check_settings()]
+    assert ("djjobs.W003" in ids) == warned, ids
