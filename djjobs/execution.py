@@ -32,6 +32,34 @@ class Outcome:
     result: Any = None
     duration: float = 0.0
 
+    def release(self) -> None:
+        """Let go of the run's objects once the outcome has been carried out (a worker
+        calls this after reporting it). A failed run's exception holds its traceback,
+        whose frames hold every local of the run, and those frames reach back (``f_back``)
+        to the caller's frame that holds this outcome: a reference cycle that only the
+        cyclic GC frees, so a job that loaded 1 GB and failed kept it until a collection
+        happened to run. Afterwards the outcome keeps its kind, envelope, run_at and
+        duration; its error's traceback still formats (file and line) but holds no locals."""
+        clear_frames(self.error)
+        self.error = self.job = self.result = None
+
+
+def clear_frames(exc: BaseException | None) -> None:
+    """Drop the locals of every finished frame in ``exc``'s traceback and in those of
+    the exceptions chained to it (``__cause__``, ``__context__``, an exception group's
+    members), so that holding the exception no longer holds what the run allocated."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo and len(seen) < 1000:
+        exc = todo.pop()
+        if not isinstance(exc, BaseException) or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        todo += [exc.__cause__, exc.__context__]
+        if isinstance(exc, BaseExceptionGroup):
+            todo += exc.exceptions
+
 
 def error_info(exc: BaseException, *, at: float | None = None) -> dict:
     """The error as stored with a retrying or dead job. Never raises, and is always

@@ -71,3 +71,18 @@ class SegfaultJob(Job):
         note(path, "start", token, os.getpid(), self.executions)
         time.sleep(0.3)  # after any fetch in flight has returned (see docs/worker.md, worker deaths)
         ctypes.string_at(0)
+
+
+class AllocatesAndFails(Job):
+    """Loads ``megabytes`` of data, notes the process' RSS, and fails for good. It turns
+    the cyclic GC off in its worker process first, so what frees the data (or not) is the
+    worker's own release of the run, not a collection that happens to run meanwhile."""
+    retry_attempts = 1
+
+    def perform(self, path, token, megabytes):
+        import gc
+        import psutil
+        gc.disable()
+        data = b"x" * (megabytes * 1024 * 1024)
+        note(path, "loaded", token, os.getpid(), psutil.Process().memory_info().rss)
+        raise MemoryError(f"pretend {len(data)} bytes were not enough")

@@ -11,8 +11,9 @@ fetched, claimed jobs that have not started go back to the front of their queues
 at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest are
 released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
 A SIGINT after the first stop signal exits at once (the leases recover the jobs). A
-process whose supervisor is gone (killed with SIGKILL) stops the same graceful way: no
-one renews its leases any more.
+process whose supervisor is gone (killed with SIGKILL) notices at once (its pipe to the
+supervisor breaks), stops the same graceful way, and renews its own claims' leases
+meanwhile, as the supervisor did, until its jobs end and it exits.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import logging
 import queue
 import os
 import random
+import select
 import signal
 import socket
 import threading
@@ -35,7 +37,7 @@ from django.dispatch import receiver
 
 from .. import registry
 from ..adapters import get_adapter
-from ..adapters.base import Adapter, Claim
+from ..adapters.base import Adapter, Claim, WorkerInfo
 from ..execution import DISCARDED, SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .claimlog import ClaimLog
@@ -47,6 +49,7 @@ logger = logging.getLogger("djjobs")
 GATHER_SECONDS = 0.001
 TELL_SECONDS = 0.5  # at most this long (and an eighth of the lease) before the supervisor hears of a claim
 IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connections before a job
+LEAST_LEASE = 0.5  # a claim received with less than this share of its lease left is handed back unrun
 
 
 class WorkerProcess:
@@ -82,6 +85,8 @@ class WorkerProcess:
         self._acks: list[Claim] = []  # finished, not yet acknowledged (fetch loop only)
         self._local = threading.local()
         self.stopping = threading.Event()
+        self.orphaned = threading.Event()  # the supervisor is gone: this process renews its own leases
+        self._started_at = time.time()
         self.quiet = threading.Event()
         self._signals = 0
         self.watchdog = Watchdog(on_stuck=lambda: os._exit(3))
@@ -90,6 +95,8 @@ class WorkerProcess:
         self._untold_done: list[str] = []
         self._told_at = 0.0
         self._tell_every = min(TELL_SECONDS, float(self.adapter.setting("LEASE_SECONDS")) / 8)
+        # A claim must arrive with at least this much lease left to be run (see _drop_late).
+        self._least_lease = float(self.adapter.setting("LEASE_SECONDS")) * LEAST_LEASE
 
     # --- lifecycle -----------------------------------------------------
     def install_signals(self) -> None:
@@ -124,6 +131,8 @@ class WorkerProcess:
             thread.start()
         poller = threading.Thread(target=self._poll_loop, name="djjobs-poller", daemon=True)
         poller.start()
+        if self.pipe is not None:
+            threading.Thread(target=self._watch_supervisor, name="djjobs-supervisor-watch", daemon=True).start()
         try:
             self._fetch_loop()
         finally:
@@ -171,6 +180,8 @@ class WorkerProcess:
                 continue
             self._acks = []
             if claims:
+                claims = self._drop_late(claims)
+            if claims:
                 self._collect_finished()  # jobs that finished while this loop waited in fetch
                 was_idle = not self._busy
                 self._busy += len(claims)
@@ -181,12 +192,37 @@ class WorkerProcess:
                         self.claim_log.claimed(claim.key)
                 for claim in claims:
                     self._ready.put(claim)
+                del claim  # an idle loop would hold the last job's claim (and payload) until the next one
                 if was_idle:
                     # Give the GIL to the job thread just woken, before this loop's own work: on an
                     # idle worker this is the job's start latency (about 0.15 ms less, measured).
                     time.sleep(0)
             if claims or acks:
                 self._sync(claims, acks)
+
+    def _drop_late(self, claims: list[Claim]) -> list[Claim]:
+        """The claims still worth running. A fetch answered late (a network freeze between
+        this process and the storage) brings claims whose lease, counted from when the fetch
+        was sent, has ended or nearly: lease recovery may already have handed them to another
+        worker, or will before the supervisor's first renewal (it hears of a claim within an
+        eighth of the lease and renews every quarter). Those go back unrun: the release is
+        fenced by the lease token, so a job recovered meanwhile is left to its new owner, and
+        any other returns to the front of its queue."""
+        now = self.adapter.clock()
+        least = now + self._least_lease
+        late = [c for c in claims if c.lease_until < least]
+        if not late:
+            return claims
+        lease, until = float(self.adapter.setting("LEASE_SECONDS")), min(c.lease_until for c in late)
+        logger.warning("%d job(s) reached this worker %.1f s after they were claimed (a slow or frozen "
+                       "connection to the storage?), with %.1f s of their %g-s lease left, less than the %g s "
+                       "needed to renew it in time; handing them back unrun", len(late), now - (until - lease),
+                       max(0.0, until - now), lease, self._least_lease)
+        try:
+            self.adapter.release(late)
+        except Exception:
+            logger.exception("Handing back %d late job(s) failed; their leases will recover them", len(late))
+        return [c for c in claims if c.lease_until >= least]
 
     def _finish(self, claim: Claim | None, took: float) -> None:
         """A job thread is free (called by it): wake the fetch loop if it waits for this one."""
@@ -279,6 +315,7 @@ class WorkerProcess:
     def _job_loop(self, thread: int = 0) -> None:
         ready = self._ready
         while True:
+            claim = None  # not the last job's claim (its payload) held while this thread waits
             try:
                 claim = ready.get()
                 if claim is None:
@@ -298,6 +335,7 @@ class WorkerProcess:
         done: Claim | None = None
         took = 0.0
         log = self.claim_log
+        outcome: Outcome | None = None
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
@@ -317,6 +355,8 @@ class WorkerProcess:
         finally:
             if log is not None:
                 log.idle(thread)
+            if outcome is not None:
+                outcome.release()  # a failed run's locals go now, not at some later GC (Outcome.release)
             if done is None:
                 self._sync([], [claim])
             self._finish(done, took)
@@ -404,19 +444,13 @@ class WorkerProcess:
                 self.pipe.write(data)
                 self.pipe.flush()
             except (BrokenPipeError, OSError):
-                logger.error("Lost the supervisor; stopping")
-                self.stopping.set()
+                self._orphan("its pipe is closed")
 
     # --- poller ------------------------------------------------------------
     def _poll_loop(self) -> None:
         """Promote due scheduled/retry jobs and recover expired leases, at a randomized
         interval so that many processes do not stampede."""
-        parent = self._parent
         while not self.stopping.is_set():
-            if self.pipe is not None and os.getppid() != parent:
-                logger.error("Lost the supervisor (pid %d); stopping", parent)
-                self.stopping.set()
-                break
             try:
                 self.adapter.promote_due()
                 self.adapter.recover_expired()
@@ -429,6 +463,63 @@ class WorkerProcess:
             finally:
                 close_old_connections()
             self.stopping.wait(self.poll_interval * random.uniform(0.5, 1.5))
+
+    # --- a supervisor that is gone ---------------------------------------------
+    def _watch_supervisor(self) -> None:
+        """Notice the supervisor's death at once, not at the poller's next turn: the lease it
+        last renewed may have only 3/4 of LEASE_SECONDS left. Its end of the pipe closes when
+        it dies, which ``poll`` reports on ours at once (Linux, macOS); ``os.getppid()`` is
+        checked besides, every eighth of the lease (at most every 0.25 s). Runs until the
+        process exits: a supervisor killed during a graceful stop is noticed too."""
+        every = min(0.25, float(self.adapter.setting("LEASE_SECONDS")) / 8)
+        try:
+            watch = select.poll()
+            watch.register(self.pipe.fileno(), 0)  # errors and hang-ups are always reported
+        except (AttributeError, OSError, ValueError):  # no poll(), or a pipe without a file descriptor
+            watch = None
+        while not self.orphaned.is_set():
+            events = watch.poll(every * 1000) if watch is not None else self.orphaned.wait(every)
+            if os.getppid() != self._parent:
+                self._orphan(f"pid {self._parent} is gone")
+            elif events:  # the pipe broke (or, POLLNVAL, was closed here): watch its parent only
+                if any(flag & (select.POLLERR | select.POLLHUP) for _, flag in events):
+                    self._orphan("its pipe is closed")
+                watch = None
+
+    def _orphan(self, why: str) -> None:
+        """The supervisor is gone (once, from any thread): stop gracefully, and renew this
+        process' own claims until they end, since nobody else will."""
+        if self.orphaned.is_set():
+            return
+        self.orphaned.set()
+        logger.error("Lost the supervisor (%s); stopping, and renewing this process' own leases until its "
+                     "jobs end", why)
+        self.stopping.set()
+        threading.Thread(target=self._renew_own_leases, name="djjobs-renew", daemon=True).start()
+
+    def _renew_own_leases(self) -> None:
+        """Heartbeat through this process' adapter every LEASE_SECONDS / 4, at once first,
+        as the supervisor did; a daemon thread, it ends with the process. A job that holds
+        the GIL can delay it, which is why the supervisor does this in normal operation."""
+        every = float(self.adapter.setting("LEASE_SECONDS")) / 4
+        seen: dict[str, float] = {}
+        while True:
+            with self._claims_lock:
+                claims = list(self.claims.values())
+            now = time.time()
+            seen = {c.key: seen.get(c.key, now) for c in claims}
+            busy = [{"job_id": c.envelope.job_id if c.envelope else None, "job": c.envelope.job if c.envelope else None,
+                     "queue": c.envelope.queue if c.envelope else None, "started_at": seen[c.key]} for c in claims]
+            info = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), list(self.queues.names),
+                              self.concurrency, self._started_at, busy=busy)
+            try:
+                self.adapter.heartbeat(info, claims)
+            except Exception as exc:
+                logger.error("Renewing this process' leases failed (%s: %s); retrying", type(exc).__name__, exc)
+            finally:
+                close_old_connections()
+            del claims, busy
+            time.sleep(every)
 
     # --- shutdown ----------------------------------------------------------
     def _shutdown(self) -> int:
@@ -449,6 +540,7 @@ class WorkerProcess:
         self._stop_waiting()
         while True:
             self._collect_finished(timeout=0.05)
+            self._tell()  # a job claimed just before the stop is renewed while it finishes
             if self._acks and (not self._busy or len(self._acks) >= 100):
                 self._flush_acks()
             if not self._busy or time.monotonic() >= deadline:
@@ -461,6 +553,11 @@ class WorkerProcess:
             self._release(left)
         self._tell(force=True)
         self._send({"event": "stopped"})
+        if self.orphaned.is_set():  # no supervisor to unregister this process
+            try:
+                self.adapter.unregister(self.worker_id)
+            except Exception as exc:
+                logger.error("Could not unregister %s: %s", self.worker_id, exc)
         return len(left)
 
     def _stop_waiting(self) -> None:

@@ -22,7 +22,9 @@ logger = logging.getLogger("djjobs")
 
 def process(adapter: Adapter, claim: Claim) -> Outcome | None:
     """Execute ``claim`` and report its outcome to ``adapter``. Never raises for a
-    job's failure; a poison payload goes to the dead set."""
+    job's failure; a poison payload goes to the dead set. The outcome is returned
+    released (:meth:`~djjobs.execution.Outcome.release`): its kind and envelope stay,
+    the run's objects (job, result, the error's frames) are let go once reported."""
     if claim.envelope is None:
         kill_undecodable(adapter, claim)
         return None
@@ -31,7 +33,10 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
         outcome = execute(claim.envelope, contain_exits=True)
     finally:
         close_old_connections()
-    report(adapter, claim, outcome)
+    try:
+        report(adapter, claim, outcome)
+    finally:
+        outcome.release()
     return outcome
 
 

@@ -245,16 +245,19 @@ class RedisAdapter(Adapter):
         queues instead, when hand-offs fill ``limit``, or with :meth:`stop_waiting`; each
         returns the jobs handed meanwhile that were not received."""
         deadline = time.monotonic() + timeout
+        # A hand-off is leased from the registration's refresh: refreshed every eighth of the
+        # lease (at most every second), a handed job arrives with 3/4 of its lease left at least.
+        refresh = min(1.0, float(self.setting("LEASE_SECONDS")) / 8)
         claims = self._claim(queues, limit, worker_id, complete)
         while not claims and time.monotonic() < deadline:
             with self._wait_lock:
                 if self._hand_channel != self.keys.hand(worker_id).encode():
                     self._listen(worker_id)
-                if self._idle is None or time.monotonic() - self._announced > 1.0:  # registration lives 2 s
+                if self._idle is None or time.monotonic() - self._announced > refresh:  # registration lives 2 s
                     if self._wait_for(queues, worker_id):  # jobs are ready: claim them
                         claims = self._claim(queues, limit, worker_id)
                         break
-                remaining = min(deadline - time.monotonic(), 1.0)
+                remaining = min(deadline - time.monotonic(), refresh)
                 message = self._pubsub.get_message(timeout=remaining) if remaining > 0 else None
                 handed = []
                 while message is not None:  # one claim answers many wake-ups
@@ -307,14 +310,16 @@ class RedisAdapter(Adapter):
     def _handed(self, data: bytes) -> list[Claim]:
         """The job in a hand-off message, if it is for this registration (a message
         published before a deregistration is stale: that job came back from it)."""
-        token, size, rest = data.split(b":", 2)
+        token, lease_until, size, rest = data.split(b":", 3)
         idle = self._idle
         if idle is None or token.decode() != idle.token:
             return []
         size = int(size)
         job_id = rest[:size].decode()
         idle.received.append(job_id)
-        return [fenced_claim(rest[size:], job_id, idle.token, idle.worker_id, idle.lease_until)]
+        # The lease the job got when it was handed, which a later refresh of the registration
+        # does not extend: a message read late (a frozen connection) says how late.
+        return [fenced_claim(rest[size:], job_id, idle.token, idle.worker_id, float(lease_until))]
 
     def _stop_waiting(self) -> list[Claim]:
         """Deregister the idle fetcher; the jobs handed to it that it has not received yet."""
@@ -323,8 +328,8 @@ class RedisAdapter(Adapter):
             return []
         result = self.run("idle", "off", idle.worker_id, idle.token, repr(idle.lease_until), len(idle.queues),
                           *idle.queues, *idle.received)
-        return [fenced_claim(result[i + 1], result[i].decode(), idle.token, idle.worker_id, idle.lease_until)
-                for i in range(0, len(result), 2)]
+        return [fenced_claim(result[i + 1], result[i].decode(), idle.token, idle.worker_id,
+                             float(result[i + 2] or idle.lease_until)) for i in range(0, len(result), 3)]
 
     def stop_waiting(self, worker_id: str) -> list[Claim]:
         with self._wait_lock:

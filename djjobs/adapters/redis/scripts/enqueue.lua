@@ -39,7 +39,8 @@ end
 -- Hand-off: while the queue is empty (so no ready job is overtaken) and not paused, give
 -- the first jobs to idle fetchers that registered for this queue (idle.lua), at most one
 -- each, longest-waiting first: the job is leased with the fetcher's token and published on
--- its own channel, so it starts without a claim round trip. The fetcher goes back to the
+-- its own channel (token:lease_until:len(id):id payload: the fetcher learns the lease the
+-- job really got, not its registration's latest), so it starts without a claim round trip. The fetcher goes back to the
 -- head of the list (it stays registered while it has free threads: idle.lua, fetch), so
 -- idle fetchers take turns. PUBLISH counts receivers: no receiver, no hand-off, and an
 -- entry that is expired or unheard is dropped. A fetcher that dies holding a message loses
@@ -61,7 +62,7 @@ if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. qu
       local sep = string.find(reg, '|', 1, true)
       local token, lease_until = string.sub(reg, 1, sep - 1), string.sub(reg, sep + 1)
       local id = ids[first]
-      local message = token .. ':' .. #id .. ':' .. id .. ARGV[4 + 2 * first]
+      local message = token .. ':' .. lease_until .. ':' .. #id .. ':' .. id .. ARGV[4 + 2 * first]
       if redis.call('PUBLISH', p .. ':hand:' .. wid, message) > 0 then
         if first == 1 then anchor(p) end
         redis.call('ZADD', p .. ':running', lease_until, id)

@@ -8,7 +8,7 @@
 -- else enter the worker in each queue's idle list, store its token and the lease its
 -- jobs get (both expire after 2 s unless refreshed: a dead fetcher is skipped), announce
 -- a waiter for the broadcast wake-up, and return 0.
--- 'off': leave the idle lists and return (id, payload) of every job handed to this
+-- 'off': leave the idle lists and return (id, payload, lease_until) of every job handed to this
 -- registration that the fetcher has not received yet, so none waits for its lease.
 local p, mode, wid, token, lease_until = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local nq = tonumber(ARGV[6])
@@ -41,6 +41,7 @@ for _, id in ipairs(redis.call('SMEMBERS', handed)) do
     if payload then
       out[#out + 1] = id
       out[#out + 1] = payload
+      out[#out + 1] = redis.call('ZSCORE', p .. ':running', id)
     end
   end
 end
