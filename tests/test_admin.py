@@ -217,7 +217,7 @@ def test_secrets_are_masked_in_pair_stored_dicts_and_unreadable_payloads(admin_c
 
 @override_settings(DJJOBS={"ADMIN_SECRET_ARGUMENTS": []})
 def test_an_empty_secret_list_masks_nothing():
-    from djjobs.admin.presenters import masked
+    from djjobs.masking import masked
     assert masked({"user": "ann", "order": 7}) == {"user": "ann", "order": 7}
 
 

@@ -1,11 +1,9 @@
 """A worker process that dies: its supervisor settles its claims from the claim log
 (djjobs/worker/claimlog.py). Real processes, real crashes, every durable adapter."""
 import collections
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 

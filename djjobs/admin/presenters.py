@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import numbers
-import re
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-from .. import conf
-from ..masking import ELIDED, MASK, MAX_DEPTH, masked, secret_pattern  # noqa: F401 (re-exported)
+from ..masking import masked
 
 #: Characters of a stored payload shown on the job page.
 MAX_PAYLOAD_CHARS = 200_000
