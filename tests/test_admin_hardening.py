@@ -9,7 +9,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.db import DataError, connections
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
@@ -18,6 +18,7 @@ from djjobs.adapters.base import WorkerInfo
 from djjobs.adapters.database import DatabaseAdapter
 from djjobs.adapters.redis import RedisAdapter
 from djjobs.envelope import Envelope
+from djjobs.errors import EnqueueError
 from tests.fixtures.redis import RedisServer, require_redis
 from tests.pg_server import PostgresServer, free_port
 
@@ -62,7 +63,7 @@ def to_dead(adapter, raw: bytes) -> bool:
     hold it at all (PostgreSQL: a NUL, an id over 64 characters): nothing to render then."""
     try:
         adapter.enqueue_raw(raw, "default")
-    except DataError:
+    except EnqueueError:  # (the database adapter's DataError, named)
         return False
     [claim] = adapter.fetch(["default"], 1, 0, "w")
     adapter.kill(claim, None)
@@ -125,7 +126,7 @@ def test_the_forms_act_on_the_ids_they_show(admin_client, adapter):
 def test_a_queue_with_an_odd_name_can_be_paused_and_cleared(admin_client, adapter):
     try:
         adapter.enqueue_raw(payload("q1"), "odd\nqueue")
-    except DataError:
+    except EnqueueError:
         pytest.skip("this storage cannot hold that queue name")
     page = admin_client.get(url("queues")).content.decode()
     value = html.unescape(re.search(r'name="queue" value="([^"]*)"', page).group(1))
@@ -183,10 +184,7 @@ def test_job_actions_are_checked_with_a_message(admin_client, adapter):
     response = admin_client.post(url("jobs_action", "dead"), {"action": "delete", "ids": ["nul\x00", "one"]},
                                  follow=True)
     assert response.redirect_chain[-1][0] == url("jobs", "dead")
-    if adapter.name == "database" and connections[adapter.alias].vendor == "postgresql":
-        assert "refused a value" in messages_of(response)
-    else:
-        assert adapter.get("one") is None
+    assert adapter.get("one") is None  # an id no job can have matches nothing (PostgreSQL: a NUL)
 
 
 def test_a_job_page_with_an_id_the_storage_refuses(admin_client, adapter):

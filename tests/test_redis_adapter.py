@@ -351,3 +351,11 @@ def test_claims_survive_a_failed_deregistration(redis_adapter, monkeypatch):
     assert [c.envelope.job_id for c in claims] == [j.job_id for j in jobs[1:]]
     # The job handed off meanwhile and not read is leased, for its lease to recover.
     assert redis_adapter.get(jobs[0].job_id).state == "running" and redis_adapter.counts().busy == 30
+
+
+def test_a_malformed_worker_entry_is_not_listed_and_breaks_nothing(redis_adapter):
+    from djjobs.adapters.base import WorkerInfo
+    redis_adapter.heartbeat(WorkerInfo("good", "h", 1, ["default"], 1, redis_adapter.clock()), [])
+    redis_adapter.client.zadd(redis_adapter.keys.workers, {"bad": redis_adapter.clock()})
+    redis_adapter.client.set(redis_adapter.keys.worker("bad"), b"{not json")
+    assert [w.worker_id for w in redis_adapter.workers()] == ["good"]

@@ -546,3 +546,16 @@ def test_abandon_sends_a_poison_pill_to_the_dead_set(adapter):
         assert adapter.abandon([claim], "pid 1, killed by SIGKILL") == 1
     record = adapter.get(job.job_id)
     assert record.state == "dead" and "poison" in record.envelope.error["message"]
+
+
+def test_ids_and_names_no_job_can_have_match_nothing_instead_of_raising(adapter):
+    """A NUL cannot be in a PostgreSQL text value (it raised DataError, and the admin's
+    pages answered 500): such an id, queue or class name finds nothing, on every adapter."""
+    adapter.enqueue(job := env())
+    odd = "a\x00b"
+    assert adapter.get(odd) is None
+    assert adapter.retry_now([odd]) == adapter.kill_now([odd]) == adapter.delete([odd]) == 0
+    assert adapter.jobs("ready", queue=odd).total == adapter.jobs("ready", job=odd).total == 0
+    assert adapter.jobs("ready", search=odd).total == 0
+    assert adapter.clear(odd) == 0
+    assert adapter.get(job.job_id).state == "ready"

@@ -445,8 +445,19 @@ class DatabaseAdapter(Adapter):
         error = _stored_error(row.error, env, row.updated_at) if row.state == "dead" else None
         return JobRecord(row.job_id, row.state, raw, env, at, row.queue, error)
 
+    def _storable(self, text: str) -> bool:
+        """Whether ``text`` can be in a column here: PostgreSQL's text holds no NUL (it
+        raises DataError for a parameter with one), so an id or name with one matches
+        nothing, and is answered as such rather than with an error."""
+        return "\x00" not in text or connections[self.alias].vendor != "postgresql"
+
+    def _ids(self, job_ids: Iterable[str]) -> list[str]:
+        return [i for i in job_ids if self._storable(i)]
+
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
+        if not all(self._storable(v) for v in (queue or "", job or "")):
+            return Page([], 0, page, per_page)
         rows = self._jobs().filter(state=state)
         if queue:
             rows = rows.filter(queue=queue)
@@ -471,28 +482,35 @@ class DatabaseAdapter(Adapter):
                             for b in lowered)
         else:
             contains, param = "instr(lower(CAST(payload AS TEXT)), %s) > 0", lowered.decode()
-        in_payload = rows.extra(where=[contains], params=[param])
-        return rows.filter(Q(job_id=needle) | Q(error__icontains=needle) | Q(id__in=in_payload.values("id")))
+        in_payload = Q(id__in=rows.extra(where=[contains], params=[param]).values("id"))
+        if not self._storable(needle):  # in no text column: only the payload's bytes can hold it
+            return rows.filter(in_payload)
+        return rows.filter(Q(job_id=needle) | Q(error__icontains=needle) | in_payload)
 
     def get(self, job_id: str) -> JobRecord | None:
+        if not self._storable(job_id):
+            return None
         row = self._jobs().filter(job_id=job_id, state__in=ACTIVE).first()
         return self._record(row) if row else None
 
     def retry_now(self, job_ids: Iterable[str]) -> int:
         now = self.clock()
-        return self._jobs().filter(job_id__in=list(job_ids), state__in=("scheduled", "retry", "dead")).update(
+        return self._jobs().filter(job_id__in=self._ids(job_ids), state__in=("scheduled", "retry", "dead")).update(
             state="ready", position=self._us(now), run_at=None, updated_at=now)
 
     def kill_now(self, job_ids: Iterable[str]) -> int:
-        moved = self._jobs().filter(job_id__in=list(job_ids), state__in=("scheduled", "retry")).update(
+        moved = self._jobs().filter(job_id__in=self._ids(job_ids), state__in=("scheduled", "retry")).update(
             state="dead", updated_at=self.clock())
         self._trim_dead()
         return moved
 
     def delete(self, job_ids: Iterable[str]) -> int:
-        return self._jobs().filter(job_id__in=list(job_ids), state__in=("ready", "scheduled", "retry", "dead")).delete()[0]
+        return self._jobs().filter(job_id__in=self._ids(job_ids),
+                                   state__in=("ready", "scheduled", "retry", "dead")).delete()[0]
 
     def clear(self, queue: str) -> int:
+        if not self._storable(queue):
+            return 0
         return self._jobs().filter(queue=queue, state="ready").delete()[0]
 
     def pause(self, queue: str) -> None:

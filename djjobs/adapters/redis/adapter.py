@@ -603,10 +603,15 @@ class RedisAdapter(Adapter):
         if not ids:
             return []
         result, live = [], self.clock() - 2 * self.setting("LEASE_SECONDS")  # (the keys expire then too)
-        for raw in self.client.mget([self.keys.worker(w) for w in ids]):
-            if raw and (info := orjson.loads(raw))["heartbeat_at"] >= live:
-                result.append(WorkerInfo(info["worker_id"], info["host"], info["pid"], info["queues"],
-                                         info["concurrency"], info["started_at"], info["heartbeat_at"], info["busy"]))
+        for worker_id, raw in zip(ids, self.client.mget([self.keys.worker(w) for w in ids])):
+            try:
+                info = orjson.loads(raw) if raw else None
+                if info and info["heartbeat_at"] >= live:
+                    result.append(WorkerInfo(info["worker_id"], info["host"], info["pid"], info["queues"],
+                                             info["concurrency"], info["started_at"], info["heartbeat_at"],
+                                             info["busy"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError):  # not written by a worker: not listed
+                logger.warning("Worker entry %s in Redis is malformed; not listed", worker_id)
         return result
 
     def history(self, days: int = 30) -> list[tuple[str, int, int]]:
