@@ -166,3 +166,14 @@ def test_model_instances_a_worker_could_not_load_are_refused():
 def test_a_reference_with_a_malformed_primary_key_is_a_deserialization_error():
     with pytest.raises(DeserializationError, match="malformed primary key"):
         deserialize([{"_dj": "gid", "v": "gid://djjobs/tests.Token/not-a-uuid"}], {})
+
+
+def test_arguments_deeper_than_the_encoder_writes_are_refused_at_enqueue_with_a_hint():
+    """orjson reads 1,024 levels but writes 254: such arguments are refused in the caller
+    (a stored one could not be written back by a retry or lease recovery)."""
+    from djjobs.adapters.memory import MemoryAdapter
+    deep = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(SerializationError, match="nested deeper than about 250 levels"):
+        MemoryAdapter().enqueue(Envelope(job="tests.jobs.EchoJob", args=serialize([deep], {})[0]))

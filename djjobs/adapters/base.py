@@ -174,7 +174,10 @@ class Adapter(ABC):
         try:
             data = envelope.encode()
         except (orjson.JSONEncodeError, TypeError) as exc:
-            raise SerializationError(f"{envelope.describe()}: its arguments cannot be encoded as JSON ({exc}).") from None
+            hint = (" Arguments nested deeper than about 250 levels cannot be stored; pass a flatter structure."
+                    if "Recursion limit" in str(exc) else "")
+            raise SerializationError(f"{envelope.describe()}: its arguments cannot be encoded as JSON ({exc}).{hint}"
+                                     ) from None
         limit = self.setting("MAX_PAYLOAD_BYTES") if limit is None else limit
         if len(data) > limit:
             raise EnqueueError(f"{envelope.describe()}: payload is {len(data):,} bytes, over the "
