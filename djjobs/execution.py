@@ -40,7 +40,8 @@ class Outcome:
         cyclic GC frees, so a job that loaded 1 GB and failed kept it until a collection
         happened to run. Afterwards the outcome keeps its kind, envelope, run_at and
         duration; its error's traceback still formats (file and line) but holds no locals."""
-        clear_frames(self.error)
+        if self.error is not None:  # (every job calls this: a success has nothing to clear)
+            clear_frames(self.error)
         self.error = self.job = self.result = None
 
 

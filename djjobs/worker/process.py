@@ -430,10 +430,7 @@ class WorkerProcess:
             claims, self._untold = list(self._untold.values()), {}
             done, self._untold_done = self._untold_done, []
         self._send({"event": "sync", "done": done, "claims": [
-            {"key": c.key, "token": _jsonable(c.token), "job": c.envelope.job if c.envelope else None,
-             "queue": c.envelope.queue if c.envelope else None,
-             "job_id": c.envelope.job_id if c.envelope else None, "lease_until": c.lease_until}
-            for c in claims]})
+            {"key": c.key, "token": _jsonable(c.token), **_busy(c), "lease_until": c.lease_until} for c in claims]})
 
     def _send(self, message: dict) -> None:
         if self.pipe is None:
@@ -508,8 +505,7 @@ class WorkerProcess:
                 claims = list(self.claims.values())
             now = time.time()
             seen = {c.key: seen.get(c.key, now) for c in claims}
-            busy = [{"job_id": c.envelope.job_id if c.envelope else None, "job": c.envelope.job if c.envelope else None,
-                     "queue": c.envelope.queue if c.envelope else None, "started_at": seen[c.key]} for c in claims]
+            busy = [{**_busy(c), "started_at": seen[c.key]} for c in claims]
             info = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), list(self.queues.names),
                               self.concurrency, self._started_at, busy=busy)
             try:
@@ -604,6 +600,13 @@ def _close_old_connections() -> None:
     ``connection_created`` is sent in the thread that connects."""
     if getattr(_db_thread, "used", False):
         close_old_connections()
+
+
+def _busy(claim: Claim) -> dict:
+    """What the worker listing shows of a claim (the supervisor's heartbeat adds when it started)."""
+    env = claim.envelope
+    return {"job_id": env.job_id, "job": env.job, "queue": env.queue} if env else {"job_id": None, "job": None,
+                                                                                   "queue": None}
 
 
 def _jsonable(token):

@@ -59,13 +59,23 @@ def report(adapter: Adapter, claim: Claim, outcome: Outcome) -> None:
     if kind in (SUCCEEDED, DISCARDED):
         adapter.complete([claim])
         return
-    problem = encodes(outcome.envelope)
-    if problem is not None:
+    try:
+        _store(adapter, claim, outcome)
+    except Exception:
+        # Every adapter encodes the envelope before it writes anything: when that is what
+        # failed, nothing was stored. (Checked only after a failure: no second encoding.)
+        problem = encodes(outcome.envelope)
+        if problem is None:
+            raise
         logger.error("%s: its outcome (%s) cannot be stored (%s: %s); moved to the dead set as it was stored",
                      outcome.envelope.describe(), kind, type(problem).__name__, problem)
         adapter.kill(claim, None, stored_error(problem, f"Its outcome ({kind}) cannot be stored; payload kept as "
                                                "it was", at=time.time()))
-    elif kind == RETRY:
+
+
+def _store(adapter: Adapter, claim: Claim, outcome: Outcome) -> None:
+    kind = outcome.kind
+    if kind == RETRY:
         adapter.retry(claim, outcome.envelope, outcome.run_at)
     elif kind == RESCHEDULED:
         adapter.reschedule(claim, outcome.envelope, outcome.run_at)

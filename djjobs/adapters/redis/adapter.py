@@ -180,7 +180,6 @@ class RedisAdapter(Adapter):
                 groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
                  for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)]
-        ids = [list(call[3::3 if call[2] else 2]) for call in calls]  # each call's job ids (its rows from index 3)
         try:
             if len(calls) == 1:
                 try:
@@ -203,6 +202,7 @@ class RedisAdapter(Adapter):
                                "whether the job(s) were stored is unknown: check by job_id.") from exc
         failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
         if failed:
+            ids = [call[3::3 if call[2] else 2] for call in calls]  # each call's job ids (its rows from index 3)
             stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
             not_stored = [job_id for i, _ in failed for job_id in ids[i]]
             raise self._enqueue_error(failed[0][1], stored, not_stored) from failed[0][1]
