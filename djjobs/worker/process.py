@@ -188,8 +188,7 @@ class WorkerProcess:
                 with self._claims_lock:  # tracked before any can finish; the supervisor is told after
                     self.claims.update((c.key, c) for c in claims)
                 if self.claim_log is not None:
-                    for claim in claims:
-                        self.claim_log.claimed(claim.key)
+                    self.claim_log.claimed([c.key for c in claims])
                 for claim in claims:
                     self._ready.put(claim)
                 del claim  # an idle loop would hold the last job's claim (and payload) until the next one
@@ -353,8 +352,6 @@ class WorkerProcess:
         except Exception:
             logger.exception("Reporting the outcome of %s failed; its lease will recover it", claim.token)
         finally:
-            if log is not None:
-                log.idle(thread)
             if outcome is not None:
                 outcome.release()  # a failed run's locals go now, not at some later GC (Outcome.release)
             if done is None:
