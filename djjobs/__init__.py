@@ -7,7 +7,7 @@
 
     SendReceipt.perform_later(purchase)
 """
-from .errors import (ConfigurationError, DeserializationError, DjJobsError, EnqueueError, JobTimeout,
+from .errors import (ConfigurationError, DeserializationError, DjJobsError, DuplicateJob, EnqueueError, JobTimeout,
                      PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
 from .job import ConfiguredJob, Job, perform_all_later
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
-    "EnqueueError", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
+    "EnqueueError", "DuplicateJob", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
 ]
 
 

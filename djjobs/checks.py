@@ -5,7 +5,8 @@ E004 unknown key · E005 adapter-specific problem · W001 async adapter with DEB
 W002 adapter-specific advice (the database adapter on SQLite without immediate transactions) ·
 W003 LEASE_SECONDS too short to be renewed with a margin ·
 E010 malformed cron entry · E011 bad cron expression · E012 unknown cron job class ·
-E013 unknown time zone · E014 cron arguments that do not serialize.
+E013 unknown time zone · E014 cron arguments that do not serialize ·
+E020 a Job class with a bad flow-control declaration (unique_for, unique_until, unique_conflict).
 """
 from __future__ import annotations
 
@@ -76,3 +77,12 @@ def check_cron(app_configs=None, **kwargs) -> list:
         return []
     _, problems = parse_entries(conf.get("CRON"))
     return [Error(message, id=check_id) for check_id, message in problems]
+
+
+@register("djjobs")
+def check_job_classes(app_configs=None, **kwargs) -> list:
+    """Bad flow-control declarations fail at startup, not at the first enqueue."""
+    from . import registry
+    from .uniqueness import check_declaration
+    return [Error(problem, hint="See docs/flow-control.md.", obj=cls, id="djjobs.E020")
+            for cls in registry.registered().values() for problem in check_declaration(cls)]

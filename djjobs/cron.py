@@ -235,6 +235,11 @@ class Scheduler:
             logger.error("Cron %s: enqueue for %s failed: %s: %s", entry.name, _iso(tick), type(exc).__name__, exc)
             self._record(entry, tick, None, f"failed: {type(exc).__name__}: {exc}")
             return False
+        if job.duplicate:  # a unique job class whose key is held: this tick adds nothing
+            logger.info("Cron %s: tick %s not enqueued: job %s holds its uniqueness key", entry.name, _iso(tick),
+                        job.job_id)
+            self._record(entry, tick, job.job_id, "duplicate")
+            return True
         logger.info("Cron %s: enqueued %s id=%s for tick %s", entry.name, entry.job, job.job_id, _iso(tick))
         self._record(entry, tick, job.job_id, "enqueued")
         return True
@@ -244,7 +249,9 @@ class Scheduler:
         job.scheduled_at = datetime.fromtimestamp(tick, entry.zone)
         job.configure(queue=entry.queue, priority=entry.priority)
         from .transaction import store
-        store(self.adapter, [job.to_envelope()])
+        holder = store(self.adapter, [job.to_envelope()]).get(job.job_id)
+        if holder is not None:
+            job.job_id, job.duplicate = holder, True
         return job
 
     def run_now(self, name: str):
@@ -256,7 +263,7 @@ class Scheduler:
 
     def _record(self, entry: CronEntry, tick: float | None, job_id: str | None, outcome: str) -> None:
         state = dict(self.adapter.cron_states().get(entry.name, {}))
-        if tick is not None and outcome == "enqueued":
+        if tick is not None and outcome in ("enqueued", "duplicate"):  # the tick is done either way
             state["last_tick"] = max(tick, state.get("last_tick") or 0)
         state.update(last_enqueued_at=time.time(), last_job_id=job_id, last_outcome=outcome)
         try:

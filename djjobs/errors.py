@@ -58,3 +58,13 @@ class JobTimeout(DjJobsError):
 
 class WorkerDied(DjJobsError):
     """The worker running a job died (SIGKILL, OOM, host loss) before it finished."""
+
+
+class DuplicateJob(EnqueueError):
+    """A unique job (``unique_conflict = "raise"``) was not stored: a job holding the same
+    uniqueness key is queued, scheduled, retrying or running. ``job_id`` is the holder's,
+    ``key`` the key."""
+
+    def __init__(self, message: str = "", *, job_id: str = "", key: str = ""):
+        super().__init__(message, not_stored=())
+        self.job_id, self.key = job_id, key

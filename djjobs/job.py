@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, ClassVar, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import arguments, conf, registry
+from . import arguments, conf, registry, uniqueness
 from .envelope import Envelope
 
 
@@ -51,6 +51,11 @@ class Job:
     ``RETRY_ATTEMPTS`` setting), ``on_worker_death`` ("retry" or "fail"),
     ``job_name`` (the registered name; defaults to ``module.QualName``),
     ``abstract`` (True: a base class that is never registered).
+
+    Unique jobs (docs/flow-control.md): ``unique_for`` (seconds or a timedelta: the
+    longest a uniqueness key may be held; None = not unique), ``unique_until``
+    ("finish" or "start"), ``unique_conflict`` ("skip", "replace" or "raise"), and
+    :meth:`unique_key` to say which enqueues count as the same job.
     """
 
     queue_name: ClassVar[str] = "default"
@@ -59,6 +64,9 @@ class Job:
     timeout: ClassVar[float | None] = None
     retry_attempts: ClassVar[int | None] = None
     on_worker_death: ClassVar[str] = "retry"
+    unique_for: ClassVar[float | timedelta | None] = None
+    unique_until: ClassVar[str] = "finish"
+    unique_conflict: ClassVar[str] = "skip"
     job_name: ClassVar[str]
     abstract: ClassVar[bool] = True
 
@@ -85,10 +93,19 @@ class Job:
         self.scheduled_at: datetime | None = None
         self.run_at: float | None = None
         self.envelope: Envelope | None = None
+        self.unique_key_override: str | None = None
+        #: True when a unique enqueue found the key held: ``job_id`` is then the holder's
+        self.duplicate: bool = False
 
     # --- to override ---------------------------------------------------
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform().")
+
+    def unique_key(self, *args: Any, **kwargs: Any) -> str | None:
+        """The uniqueness key of an enqueue with these arguments (a job with ``unique_for``):
+        enqueues with equal keys are the same job. None (the default) means the job's name
+        and its arguments as canonical JSON."""
+        return None
 
     def before_perform(self) -> None:
         """Runs before ``perform``; raising here fails the run like ``perform`` would."""
@@ -127,21 +144,32 @@ class Job:
 
     @classmethod
     def set(cls, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
-            queue: str | None = None, priority: int | None = None) -> "ConfiguredJob":
-        """Options for one enqueue: ``MyJob.set(wait=300, queue="critical").perform_later(...)``."""
-        return ConfiguredJob(cls, wait=wait, wait_until=wait_until, queue=queue, priority=priority)
+            queue: str | None = None, priority: int | None = None, unique_key: str | None = None) -> "ConfiguredJob":
+        """Options for one enqueue: ``MyJob.set(wait=300, queue="critical").perform_later(...)``.
+        ``unique_key`` makes this enqueue unique under that key (``unique_for`` of the class,
+        or a day when the class has none)."""
+        return ConfiguredJob(cls, wait=wait, wait_until=wait_until, queue=queue, priority=priority,
+                             unique_key=unique_key)
 
     def enqueue(self, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
-                queue: str | None = None, priority: int | None = None) -> "Job":
-        self.configure(wait=wait, wait_until=wait_until, queue=queue, priority=priority)
+                queue: str | None = None, priority: int | None = None, unique_key: str | None = None) -> "Job":
+        """Store this job (see :meth:`perform_later`). A unique job whose key is held comes
+        back with ``duplicate`` True and the holder's ``job_id`` (``unique_conflict =
+        "skip"``), or raises DuplicateJob (``"raise"``). Inside ``atomic()`` on an adapter
+        that stores after the commit (redis), that is known only once the commit has run."""
+        self.configure(wait=wait, wait_until=wait_until, queue=queue, priority=priority, unique_key=unique_key)
         from .transaction import submit
         submit([self])
         return self
 
     def configure(self, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
-                  queue: str | None = None, priority: int | None = None) -> "Job":
+                  queue: str | None = None, priority: int | None = None, unique_key: str | None = None) -> "Job":
         if wait is not None and wait_until is not None:
             raise TypeError("Pass wait or wait_until, not both.")
+        if unique_key is not None:
+            if not isinstance(unique_key, str) or not unique_key:
+                raise TypeError(f"unique_key must be a non-empty str, got {unique_key!r}.")
+            self.unique_key_override = unique_key
         if queue is not None:
             self.queue_name = conf.check_queue_name(queue)
         if priority is not None:
@@ -165,11 +193,14 @@ class Job:
         args, kwargs = arguments.serialize(self.arguments, self.kwargs)
         conf.check_queue_name(self.queue_name)
         scheduled_at = self.scheduled_at
+        now = time.time()
+        meta = _zone_meta(scheduled_at) if scheduled_at else {}
+        if self.unique_key_override is not None or type(self).unique_for is not None:
+            meta["unique"] = uniqueness.lock_for(self, args, kwargs, now).as_meta()
         # Positional, in field order: half the cost of keywords, and this runs for every enqueue.
-        env = Envelope(type(self).job_name, args, kwargs, self.queue_name, self.priority, self.job_id, time.time(),
+        env = Envelope(type(self).job_name, args, kwargs, self.queue_name, self.priority, self.job_id, now,
                        self.run_at, self.executions, dict(self.exception_executions), 0, None,
-                       scheduled_at.timestamp() if scheduled_at else None,
-                       _zone_meta(scheduled_at) if scheduled_at else {})
+                       scheduled_at.timestamp() if scheduled_at else None, meta)
         self.envelope, self.enqueued_ts = env, env.enqueued_at
         return env
 
@@ -184,6 +215,7 @@ class Job:
         job.enqueued_ts = env.enqueued_at
         job.scheduled_at = _scheduled(env)
         job.run_at, job.envelope = env.run_at, env
+        job.unique_key_override, job.duplicate = None, False
         return job
 
     @property
@@ -239,7 +271,7 @@ class ConfiguredJob:
     def perform_now(self, *args: Any, **kwargs: Any) -> Any:
         """Run here and now with these options (the queue and priority the job sees, and
         that a retry is enqueued with); a wait does not delay the run."""
-        options = {k: v for k, v in self.options.items() if k in ("queue", "priority")}
+        options = {k: v for k, v in self.options.items() if k in ("queue", "priority")}  # not unique: it runs now
         return self.job_class(*args, **kwargs).configure(**options)._perform_now()
 
     def new(self, *args: Any, **kwargs: Any) -> Job:

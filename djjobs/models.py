@@ -27,6 +27,11 @@ class JobRow(models.Model):
     lease_until = models.FloatField(null=True)
     error = models.TextField(default="", blank=True)
     payload = models.BinaryField()
+    # Unique jobs (djjobs/uniqueness.py): the key, while this row may hold it (see the
+    # adapter), until when at most, and whether it is let go when the job starts.
+    unique_key = models.CharField(max_length=255, null=True)
+    unique_expires = models.FloatField(null=True)
+    unique_start = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         db_table = "djjobs_job"
@@ -41,6 +46,10 @@ class JobRow(models.Model):
             models.Index(fields=["state", "lease_until"], condition=Q(state="running"), name="djjobs_job_leases"),
             models.Index(fields=["state", "updated_at"], condition=Q(state__in=["finished", "dead"]),
                          name="djjobs_job_ended"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["unique_key"], condition=Q(unique_key__isnull=False),
+                                    name="djjobs_job_unique_key"),
         ]
 
 

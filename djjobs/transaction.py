@@ -17,11 +17,17 @@ test behaves as it would in a request.
 
 A deferred enqueue that fails after the commit (broker down) cannot undo the
 commit: the full envelope is logged at ERROR and ``job_enqueue_failed`` is sent.
+
+Unique jobs (:mod:`djjobs.uniqueness`): the adapter reports the enqueues it did not store
+because their key is held; each such Job gets the holder's ``job_id`` and ``duplicate``
+True (``unique_conflict = "skip"``), or DuplicateJob is raised (``"raise"``) once the
+others are stored. After a commit, a DuplicateJob cannot reach the caller: it is logged at
+WARNING and ``job_enqueue_failed`` is sent with it.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 from django.db import connections, transaction
@@ -29,8 +35,9 @@ from django.db import connections, transaction
 from . import registry, signals
 from .adapters import get_adapter
 from .envelope import Envelope
-from .errors import EnqueueError
+from .errors import DuplicateJob, EnqueueError
 from .masking import masked
+from .uniqueness import lock_of
 
 if TYPE_CHECKING:
     from .adapters.base import Adapter
@@ -45,19 +52,40 @@ def submit(jobs: list["Job"]) -> None:
     groups: dict[bool, list[Envelope]] = {}
     for job, env in zip(jobs, envelopes):
         groups.setdefault(type(job).enqueue_after_commit, []).append(env)
+    unique = {env.job_id: job for job, env in zip(jobs, envelopes) if "unique" in env.meta}
+
+    def settle(duplicates: dict[str, str]) -> None:
+        """Point each duplicate Job at the job holding its key; raise for "raise"."""
+        refused = None
+        for new_id, holder in duplicates.items():
+            job = unique[new_id]
+            job.job_id, job.duplicate = holder, True
+            lock = lock_of(job.envelope.meta)
+            if refused is None and lock is not None and lock.conflict == "raise":
+                refused = DuplicateJob(f"{type(job).__qualname__} was not enqueued: job {holder} holds its uniqueness "
+                                       f"key {lock.key!r} (unique_conflict = 'raise'). Catch DuplicateJob, or use "
+                                       "unique_conflict = 'skip' to get the holder back instead.",
+                                       job_id=holder, key=lock.key)
+        if refused is not None:
+            raise refused
+
     for after_commit, group in groups.items():
-        submit_envelopes(group, after_commit=after_commit)
+        submit_envelopes(group, after_commit=after_commit, settle=settle if unique else None)
 
 
-def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: "Adapter | None" = None) -> None:
+def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: "Adapter | None" = None,
+                     settle: "Callable[[dict[str, str]], None] | None" = None) -> None:
+    """Store now, or once the caller's transactions commit; ``settle`` receives the
+    duplicates the adapter reported (:func:`store`), if any."""
     adapter = adapter or get_adapter()
+    settle = settle or _ignore
     if not after_commit:
-        store(adapter, envelopes)
+        settle(store(adapter, envelopes))
         return
     open_aliases = [c.alias for c in connections.all(initialized_only=True) if in_user_transaction(c.alias)]
     own = adapter.setting("DATABASE") if adapter.transactional_enqueue else None
     if not open_aliases or open_aliases == [own]:
-        store(adapter, envelopes)  # now: no transaction, or the job joins the only one open
+        settle(store(adapter, envelopes))  # now: no transaction, or the job joins the only one open
         return
     for env in envelopes:  # fail in the caller, before the commit, if a job cannot be stored
         adapter.encode(env)
@@ -66,7 +94,7 @@ def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: 
     def committed() -> None:  # stored once every open transaction has committed
         waiting[0] -= 1
         if waiting[0] == 0:
-            _store_after_commit(adapter, envelopes)
+            _store_after_commit(adapter, envelopes, settle)
 
     for alias in open_aliases:
         transaction.on_commit(committed, using=alias)
@@ -79,30 +107,51 @@ def in_user_transaction(alias: str = "default") -> bool:
     return not all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
-def store(adapter: "Adapter", envelopes: Iterable[Envelope]) -> None:
+def store(adapter: "Adapter", envelopes: Iterable[Envelope]) -> dict[str, str]:
+    """Store ``envelopes``; returns {job id: holder's job id} for the unique ones not stored
+    because their key is held (``job_enqueued`` is sent for the others only)."""
     envelopes = list(envelopes)
     if len(envelopes) == 1:
-        adapter.enqueue(envelopes[0])
+        holder = adapter.enqueue(envelopes[0])
+        duplicates = {envelopes[0].job_id: holder} if holder else {}
     else:
-        adapter.enqueue_many(envelopes)
+        duplicates = adapter.enqueue_many(envelopes) or {}
     if signals.job_enqueued.receivers:
         for env in envelopes:
-            signals.job_enqueued.send_robust(sender=registry.lookup(env.job), envelope=env)
+            if env.job_id not in duplicates:
+                signals.job_enqueued.send_robust(sender=registry.lookup(env.job), envelope=env)
+    return duplicates
 
 
-def _store_after_commit(adapter: "Adapter", envelopes: list[Envelope]) -> None:
+def _ignore(duplicates: dict[str, str]) -> None:
+    pass
+
+
+def _store_after_commit(adapter: "Adapter", envelopes: list[Envelope],
+                        settle: "Callable[[dict[str, str]], None]") -> None:
     try:
-        store(adapter, envelopes)
+        duplicates = store(adapter, envelopes)
     except Exception as exc:
-        if adapter.name == "inline" and not isinstance(exc, EnqueueError):
-            raise  # the job ran, in the caller, and failed for good: its error, as outside atomic()
-        stored = set(getattr(exc, "stored", ()))  # a bulk refused part way says which it stored
-        for env in envelopes:
-            if env.job_id in stored:
-                continue
-            logger.error("Enqueue after commit failed (%s: %s); the transaction committed but this job was "
-                         "NOT stored: %s", type(exc).__name__, exc, _printable(env))
-            signals.job_enqueue_failed.send_robust(sender=None, envelope=env, exception=exc)
+        _report_unstored(adapter, envelopes, exc)
+        return
+    try:
+        settle(duplicates)
+    except DuplicateJob as exc:
+        logger.warning("Enqueue after commit: %s", exc)
+        env = next(e for e in envelopes if e.job_id in duplicates)
+        signals.job_enqueue_failed.send_robust(sender=None, envelope=env, exception=exc)
+
+
+def _report_unstored(adapter: "Adapter", envelopes: list[Envelope], exc: Exception) -> None:
+    if adapter.name == "inline" and not isinstance(exc, EnqueueError):
+        raise exc  # the job ran, in the caller, and failed for good: its error, as outside atomic()
+    stored = set(getattr(exc, "stored", ()))  # a bulk refused part way says which it stored
+    for env in envelopes:
+        if env.job_id in stored:
+            continue
+        logger.error("Enqueue after commit failed (%s: %s); the transaction committed but this job was "
+                     "NOT stored: %s", type(exc).__name__, exc, _printable(env))
+        signals.job_enqueue_failed.send_robust(sender=None, envelope=env, exception=exc)
 
 
 def _printable(env: Envelope) -> str:

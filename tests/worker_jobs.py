@@ -86,3 +86,18 @@ class AllocatesAndFails(Job):
         data = b"x" * (megabytes * 1024 * 1024)
         note(path, "loaded", token, os.getpid(), psutil.Process().memory_info().rss)
         raise MemoryError(f"pretend {len(data)} bytes were not enough")
+
+
+class UniqueRecordJob(Job):
+    """RecordJob, unique per token (until it finishes); sleeps on its first run only."""
+    unique_for = 600
+    retry_attempts = 1
+
+    def unique_key(self, path, token, sleep=0.0):
+        return f"record:{token}"
+
+    def perform(self, path, token, sleep=0.0):
+        note(path, "start", token, os.getpid(), self.executions)
+        if sleep and self.executions == 1:
+            time.sleep(sleep)
+        note(path, "ran", token, os.getpid(), self.executions)

@@ -43,13 +43,15 @@ class AsyncAdapter(MemoryAdapter):
             self._dispatcher = threading.Thread(target=self._dispatch, name="djjobs-async-dispatch", daemon=True)
             self._dispatcher.start()
 
-    def enqueue(self, envelope: Envelope) -> None:
-        super().enqueue(envelope)
+    def enqueue(self, envelope: Envelope) -> str | None:
+        holder = super().enqueue(envelope)
         self._ensure_started()
+        return holder
 
-    def enqueue_many(self, envelopes) -> None:
-        super().enqueue_many(envelopes)
+    def enqueue_many(self, envelopes) -> dict[str, str]:
+        duplicates = super().enqueue_many(envelopes)
         self._ensure_started()
+        return duplicates
 
     def _dispatch(self) -> None:
         from ..worker.processor import process

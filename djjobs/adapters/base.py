@@ -29,6 +29,15 @@ Claims are fenced: ``complete``/``retry``/``reschedule``/``kill``/``release``
 on a claim whose lease expired and whose job was recovered (and perhaps
 claimed again) do nothing, so a slow worker cannot ack someone else's run.
 
+Unique jobs (:mod:`djjobs.uniqueness`, the declaration in ``envelope.meta["unique"]``):
+``enqueue``/``enqueue_many`` check the key and store the job in one atomic step. A key is
+held by its job while the job is ready, scheduled, retrying or running (``until`` "start":
+not once claimed), and until ``expires`` at most; whether it is held is decided from the
+holder's state at each check, so no outcome can leave a key stuck. Conflict "replace"
+deletes a holder that is not running and stores the new job (a running holder keeps
+running, and the new job takes the key); otherwise the new job is not stored and the
+adapter returns the holder's id.
+
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
 """
@@ -45,6 +54,7 @@ import orjson
 from .. import conf
 from ..envelope import Envelope
 from ..errors import EnqueueError, PayloadError, SerializationError, UnsupportedFeature
+from ..uniqueness import UniqueLock, lock_of
 
 STATES = ("ready", "scheduled", "retry", "running", "dead")
 logger = logging.getLogger("djjobs")
@@ -118,6 +128,15 @@ class WorkerInfo:
 
 
 @dataclasses.dataclass
+class UniqueHold:
+    """A uniqueness key held now (the admin's Limits page)."""
+    key: str
+    job_id: str
+    expires: float
+    until: str = "finish"
+
+
+@dataclasses.dataclass
 class Page:
     items: list[JobRecord]
     total: int
@@ -151,15 +170,21 @@ class Adapter(ABC):
 
     # --- producer -------------------------------------------------------
     @abstractmethod
-    def enqueue(self, envelope: Envelope) -> None:
+    def enqueue(self, envelope: Envelope) -> str | None:
         """Store one job: ready, or scheduled when ``run_at`` is in the future.
-        Raises EnqueueError (or a subclass) when it cannot."""
+        Raises EnqueueError (or a subclass) when it cannot. Returns None, or for a unique
+        job not stored because its key is held, the holder's job id."""
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         """Store many jobs, in one round trip where the storage allows.
-        All or nothing where the storage allows; documented per adapter."""
+        All or nothing where the storage allows; documented per adapter. Returns
+        {job id: holder's job id} for the unique jobs not stored (their key is held)."""
+        duplicates = {}
         for env in envelopes:
-            self.enqueue(env)
+            holder = self.enqueue(env)
+            if holder:
+                duplicates[env.job_id] = holder
+        return duplicates
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         """Store bytes as they are, as a ready job of ``queue`` (tests and repair
@@ -330,6 +355,15 @@ class Adapter(ABC):
     def resume(self, queue: str) -> None:
         raise NotImplementedError
 
+    def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
+        """Uniqueness keys held now (by a job in a state that holds them), up to ``limit``."""
+        return []
+
+    def release_unique(self, key: str) -> bool:
+        """Free ``key`` by hand (the admin): the next enqueue with it is stored, whatever its
+        holder's state. Returns whether the key was held."""
+        return False
+
     def workers(self) -> list[WorkerInfo]:
         """Registered workers with a heartbeat in the last two leases (one killed with all
         the others leaves an entry no poller removes)."""
@@ -350,6 +384,11 @@ class Adapter(ABC):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+def unique_lock(envelope: Envelope | None) -> UniqueLock | None:
+    """The uniqueness declaration of a job, or None (not unique, or not decodable)."""
+    return lock_of(envelope.meta) if envelope is not None and envelope.meta else None
 
 
 def decode_or_none(raw: bytes) -> Envelope | None:

@@ -25,13 +25,16 @@ class InlineAdapter(Adapter):
         self._results = LocalResults(lambda: self.clock())  # django.tasks results, in this process
 
     def enqueue(self, envelope: Envelope) -> None:
+        """Runs the job at once; a unique job too (it has finished before any second enqueue
+        could see it held), so uniqueness never refuses an enqueue here."""
         from ..execution import perform_in_caller
         self.encode(envelope)  # same limits as every adapter
         perform_in_caller(envelope.copy(run_at=None), retry_later=False)
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         for env in envelopes:
             self.enqueue(env)
+        return {}
 
     def counts(self) -> Counts:
         return Counts()

@@ -17,8 +17,8 @@ import orjson
 from typing import Iterable, Sequence
 
 from ..envelope import Envelope
-from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none, fenced_claim,
-                   recover_orphans, split_token)
+from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, UniqueHold, WorkerInfo, decode_or_none,
+                   fenced_claim, recover_orphans, split_token, unique_lock)
 
 
 @dataclasses.dataclass
@@ -34,6 +34,7 @@ class _Rec:
     worker_id: str | None = None
     lease_until: float = 0.0
     error: dict | None = None  # stored beside a payload kept as it was (JobRecord.error)
+    unique: str | None = None  # the uniqueness key it took, if any
 
 
 
@@ -82,6 +83,7 @@ class MemoryAdapter(Adapter):
         self._cron: dict[str, dict] = {}
         self._results = LocalResults(lambda: self.clock())
         self._workers: dict[str, WorkerInfo] = {}
+        self._unique: dict[str, tuple[str, float, str]] = {}  # key -> (job id, expires, until)
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
@@ -90,14 +92,39 @@ class MemoryAdapter(Adapter):
         heapq.heappush(self._ready.setdefault(rec.queue, []), (-rec.priority, rec.seq, job_id))
         self._cond.notify_all()
 
-    def _store(self, env: Envelope, raw: bytes, now: float) -> None:
-        rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready")
+    def _holder(self, key: str, now: float) -> str | None:
+        """The job holding ``key`` now, from that job's own state (contract: base.py)."""
+        job_id, expires, until = self._unique.get(key, ("", 0.0, ""))
+        rec = self._recs.get(job_id)
+        if rec is None or expires <= now or rec.unique != key:
+            return None
+        if rec.state in ("ready", "scheduled", "retry") or (rec.state == "running" and until == "finish"):
+            return job_id
+        return None
+
+    def _unlock(self, job_id: str, rec: _Rec) -> None:
+        """Forget the key ``rec`` took (bounded memory; holding is decided by _holder)."""
+        if rec.unique is not None and self._unique.get(rec.unique, ("",))[0] == job_id:
+            del self._unique[rec.unique]
+
+    def _store(self, env: Envelope, raw: bytes, now: float) -> str | None:
+        lock = unique_lock(env)
+        if lock is not None:
+            holder = self._holder(lock.key, now)
+            if holder is not None:
+                if lock.conflict != "replace":
+                    return holder
+                if self._recs[holder].state != "running":
+                    del self._recs[holder]  # its heap entry is skipped when popped
+            self._unique[lock.key] = (env.job_id, lock.expires, lock.until)
+        rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready", unique=lock.key if lock else None)
         self._recs[env.job_id] = rec
         if env.run_at is not None and env.run_at > now:
             rec.state, rec.at = "scheduled", env.run_at
             self._cond.notify_all()
         else:
             self._put_ready(env.job_id, rec)
+        return None
 
     def _count(self, failed: bool, n: int = 1) -> None:
         day = dt.date.fromtimestamp(self.clock()).isoformat()
@@ -132,10 +159,10 @@ class MemoryAdapter(Adapter):
         return min(times) if times else None
 
     # --- producer -------------------------------------------------------
-    def enqueue(self, envelope: Envelope) -> None:
+    def enqueue(self, envelope: Envelope) -> str | None:
         raw = self.encode(envelope)
         with self._cond:
-            self._store(envelope, raw, self.clock())
+            return self._store(envelope, raw, self.clock())
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
@@ -145,12 +172,16 @@ class MemoryAdapter(Adapter):
             self._recs[job_id] = rec
             self._put_ready(job_id, rec)
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         encoded = [(env, self.encode(env)) for env in envelopes]
+        duplicates = {}
         with self._cond:
             now = self.clock()
             for env, raw in encoded:
-                self._store(env, raw, now)
+                holder = self._store(env, raw, now)
+                if holder is not None:
+                    duplicates[env.job_id] = holder
+        return duplicates
 
     # --- worker ---------------------------------------------------------
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
@@ -188,8 +219,10 @@ class MemoryAdapter(Adapter):
     def complete(self, claims: Sequence[Claim]) -> None:
         with self._cond:
             for claim in claims:
-                if self._owned(claim):
-                    del self._recs[split_token(claim)[0]]
+                if rec := self._owned(claim):
+                    job_id = split_token(claim)[0]
+                    self._unlock(job_id, rec)
+                    del self._recs[job_id]
                     self._count(failed=False)
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
@@ -203,7 +236,9 @@ class MemoryAdapter(Adapter):
 
     def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
         with self._cond:
+            rec = self._owned(claim)
             if self._replace(claim, envelope, "dead", self.clock(), None if envelope is not None else error):
+                self._unlock(split_token(claim)[0], rec)
                 self._count(failed=True)
                 self._trim_dead()
 
@@ -256,6 +291,7 @@ class MemoryAdapter(Adapter):
                     self._put_ready(split_token(claim)[0], rec, front=True)
                 else:
                     rec.state, rec.at, rec.token, rec.worker_id, rec.error = "dead", now, None, None, error
+                    self._unlock(split_token(claim)[0], rec)
                     self._count(failed=True)
                 return True
         return move
@@ -358,6 +394,7 @@ class MemoryAdapter(Adapter):
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state in ("scheduled", "retry"):
                     rec.state, rec.at = "dead", self.clock()
+                    self._unlock(job_id, rec)
                     moved += 1
             self._trim_dead()
         return moved
@@ -368,6 +405,7 @@ class MemoryAdapter(Adapter):
             for job_id in job_ids:
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state != "running":
+                    self._unlock(job_id, rec)
                     del self._recs[job_id]
                     deleted += 1
         return deleted
@@ -376,9 +414,22 @@ class MemoryAdapter(Adapter):
         with self._cond:
             ids = [i for i, r in self._recs.items() if r.queue == queue and r.state == "ready"]
             for job_id in ids:
-                del self._recs[job_id]
+                self._unlock(job_id, self._recs.pop(job_id))
             self._ready.pop(queue, None)
         return len(ids)
+
+    def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
+        now = self.clock()
+        with self._cond:
+            held = [UniqueHold(key, job_id, expires, until) for key, (job_id, expires, until) in self._unique.items()
+                    if self._holder(key, now) == job_id]
+        return sorted(held, key=lambda h: h.key)[:limit]
+
+    def release_unique(self, key: str) -> bool:
+        with self._cond:
+            held = self._holder(key, self.clock()) is not None
+            self._unique.pop(key, None)
+            return held
 
     def pause(self, queue: str) -> None:
         with self._cond:

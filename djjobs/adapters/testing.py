@@ -4,7 +4,9 @@ Jobs are stored like the memory adapter (so the inspection methods and a
 drain work), and every enqueued envelope is also kept in ``enqueued`` in
 order, for assertions. Inside ``perform_enqueued_jobs()`` (``performing`` > 0)
 a job runs at enqueue time in the caller instead, retries at once, and a job
-that fails for good re-raises its exception.
+that fails for good re-raises its exception. Unique jobs are honoured in both modes: a
+job whose key a stored job holds is neither stored nor run (``enqueued`` records only
+the jobs that were stored or run).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import threading
 from typing import Sequence
 
 from ..envelope import Envelope
+from .base import unique_lock
 from .memory import MemoryAdapter
 
 
@@ -26,20 +29,35 @@ class TestAdapter(MemoryAdapter):
         self.performing = 0
         self._record_lock = threading.Lock()
 
-    def enqueue(self, envelope: Envelope) -> None:
+    def enqueue(self, envelope: Envelope) -> str | None:
         self.encode(envelope)
+        if self.performing:
+            lock = unique_lock(envelope)
+            with self._cond:
+                holder = self._holder(lock.key, self.clock()) if lock is not None else None
+            if holder is not None and lock.conflict != "replace":
+                return holder
+            self._note(envelope)
+            self.run(envelope)
+            return None
+        holder = super().enqueue(envelope)
+        if holder is None:
+            self._note(envelope)
+        return holder
+
+    def _note(self, envelope: Envelope) -> None:
         with self._record_lock:
             self.enqueued.append(envelope)
-        if self.performing:
-            self.run(envelope)
-        else:
-            super().enqueue(envelope)
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         for env in envelopes:  # all or nothing, like the other adapters: refuse a bad batch before storing any
             self.encode(env)
+        duplicates = {}
         for env in envelopes:
-            self.enqueue(env)
+            holder = self.enqueue(env)
+            if holder is not None:
+                duplicates[env.job_id] = holder
+        return duplicates
 
     def run(self, envelope: Envelope) -> None:
         from ..execution import perform_in_caller

@@ -8,6 +8,11 @@ Promises (beyond the contract in ``adapters/base.py``):
 - A claim commits before ``fetch`` returns; no transaction is held while a job runs.
 - Every state change of a claimed job is fenced by its lease token, so a worker
   whose lease expired cannot ack, retry or kill a job someone else now runs.
+- Unique jobs: the key is a column under a partial unique index (rows with a key only,
+  so other jobs pay nothing). An enqueue first frees the key from a row that no longer
+  holds it (finished, dead, expired, or started with ``until`` "start"), then inserts with
+  ``ON CONFLICT DO NOTHING``: two concurrent enqueues cannot both store, and a rolled-back
+  enqueue leaves nothing behind, since the key lives in the job's own row.
 - Finished jobs are kept ``FINISHED_RETENTION_SECONDS`` (state ``finished``) and
   pruned by the worker in small batches; dead jobs are capped by ``DEAD_MAX_JOBS``
   and ``DEAD_MAX_DAYS``.
@@ -25,8 +30,8 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from ...envelope import Envelope
 from ...errors import EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none,
-                    fenced_claim, recover_orphans, split_token)
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, UniqueHold, WorkerInfo, decode_or_none,
+                    fenced_claim, recover_orphans, split_token, unique_lock)
 from .dialects import dialect_for
 
 ACTIVE = ("ready", "scheduled", "retry", "running", "dead")
@@ -37,6 +42,15 @@ ROW_FIELDS = 12
 ROW = "(" + ", ".join(["%s"] * ROW_FIELDS) + ")"
 TICK_CLAIM_SECONDS = 8 * 86400
 PRUNE_BATCH = 1000
+UNIQUE_INSERT = (f"INSERT INTO djjobs_job ({COLUMNS}, unique_key, unique_expires, unique_start) VALUES "
+                 f"({', '.join(['%s'] * (ROW_FIELDS + 3))}) "
+                 "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING job_id")
+#: Rows whose key another enqueue may take: the job no longer holds it (contract: base.py).
+UNIQUE_STALE = ("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s AND (unique_expires <= %s "
+                "OR state NOT IN ('ready', 'scheduled', 'retry', 'running') OR (state = 'running' AND unique_start))")
+UNIQUE_HELD = ("unique_key IS NOT NULL AND unique_expires > %s AND (state IN ('ready', 'scheduled', 'retry') "
+               "OR (state = 'running' AND NOT unique_start))")
+UNIQUE_ATTEMPTS = 5
 
 
 
@@ -101,14 +115,63 @@ class DatabaseAdapter(Adapter):
         return [env.job_id, env.job[:255], env.queue, env.priority, "scheduled" if scheduled else "ready",
                 self._us(now), env.run_at, env.enqueued_at, now, env.executions, _error_text(env), raw]
 
-    def enqueue(self, envelope: Envelope) -> None:
-        self.enqueue_many([envelope])
+    def enqueue(self, envelope: Envelope) -> str | None:
+        return self.enqueue_many([envelope]).get(envelope.job_id)
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
-        """One multi-row INSERT per 500 jobs, all in one transaction (the caller's, if any)."""
+    def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
+        """One multi-row INSERT per 500 jobs, all in one transaction (the caller's, if any);
+        unique jobs one INSERT each, in that same transaction."""
         now = self.clock()
-        rows = [self._row(env, self.encode(env), now) for env in envelopes]
-        self._insert(rows, {env.queue for env in envelopes})
+        rows, unique = [], []
+        for env in envelopes:
+            row, lock = self._row(env, self.encode(env), now), unique_lock(env) if env.meta else None
+            if lock is None:
+                rows.append(row)
+            else:
+                unique.append((row + [lock.key, lock.expires, lock.until == "start"], lock))
+        queues = {env.queue for env in envelopes}
+        if not unique:
+            self._insert(rows, queues)
+            return {}
+        duplicates: dict[str, str] = {}
+
+        def write(_rows, _queues) -> None:
+            with transaction.atomic(using=self.alias):
+                if rows:
+                    self._write(rows, queues)
+                with self.cursor() as cursor:
+                    for row, lock in unique:
+                        holder = self._insert_unique(cursor, row, lock, now)
+                        if holder is not None:
+                            duplicates[row[0]] = holder
+                    self.dialect.notify(cursor, queues)
+        self._insert(rows + [row for row, _ in unique], queues, write)
+        return duplicates
+
+    def _insert_unique(self, cursor, row: list, lock, now: float) -> str | None:
+        """Store one unique job unless its key is held; the holder's id if it is. Each try
+        frees the key from a row that no longer holds it (and, for "replace", deletes a
+        holder that has not started or takes the key from a running one) and inserts; a
+        conflict with a holder that is gone by the time it is read tries again."""
+        key = lock.key
+        for _ in range(UNIQUE_ATTEMPTS):
+            cursor.execute(UNIQUE_STALE, [key, now])
+            if lock.conflict == "replace":
+                cursor.execute("DELETE FROM djjobs_job WHERE unique_key = %s AND state IN ('ready', 'scheduled', "
+                               "'retry')", [key])
+                cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s AND state = 'running'",
+                               [key])
+            cursor.execute(UNIQUE_INSERT, row)
+            if cursor.fetchone() is not None:
+                return None
+            if lock.conflict == "replace":
+                continue  # a concurrent enqueue stored one meanwhile: replace it in turn
+            cursor.execute("SELECT job_id FROM djjobs_job WHERE unique_key = %s", [key])
+            found = cursor.fetchone()
+            if found is not None:
+                return found[0]
+        raise EnqueueError(f"Could not store job {row[0]}: its uniqueness key {key!r} changed hands "
+                           f"{UNIQUE_ATTEMPTS} times while it was being stored; enqueue it again.")
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
@@ -116,7 +179,7 @@ class DatabaseAdapter(Adapter):
         self._insert([[env.job_id if env else uuid.uuid4().hex, env.job if env else "", queue, 0, "ready",
                        self._us(now), None, now, now, 0, "", bytes(raw)]], {queue})
 
-    def _insert(self, rows: list[list], queues: set[str]) -> None:
+    def _insert(self, rows: list[list], queues: set[str], write=None) -> None:
         """Rows that fit one statement: one INSERT (the notification folded in on PostgreSQL),
         atomic on its own, one round trip, in the caller's transaction if any. More: one
         transaction around several INSERTs. A bulk on PostgreSQL: one COPY (atomic on its
@@ -126,7 +189,7 @@ class DatabaseAdapter(Adapter):
         stored; in the caller's ``atomic()`` block it propagates like the database error
         would, so the block rolls back."""
         try:
-            self._write(rows, queues)
+            (write or self._write)(rows, queues)
         except IntegrityError as exc:
             raise EnqueueError(f"Could not store job(s): a job with the same job_id exists ({exc}).") from exc
         except DatabaseError as exc:
@@ -236,6 +299,8 @@ class DatabaseAdapter(Adapter):
         elif state == "dead":  # the payload stays as it was; the error (if known) goes beside it
             sets.append("error = %s")
             params.append(_text_of(error or {}))
+        if state == "dead":  # it no longer holds a uniqueness key, also if retried from the dead set
+            sets.append("unique_key = NULL")
         if position is not None:
             sets.append("position = %s")
             params.append(position)
@@ -500,7 +565,7 @@ class DatabaseAdapter(Adapter):
 
     def kill_now(self, job_ids: Iterable[str]) -> int:
         moved = self._jobs().filter(job_id__in=self._ids(job_ids), state__in=("scheduled", "retry")).update(
-            state="dead", updated_at=self.clock())
+            state="dead", updated_at=self.clock(), unique_key=None)
         self._trim_dead()
         return moved
 
@@ -512,6 +577,22 @@ class DatabaseAdapter(Adapter):
         if not self._storable(queue):
             return 0
         return self._jobs().filter(queue=queue, state="ready").delete()[0]
+
+    def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
+        with self.cursor() as cursor:
+            cursor.execute(f"SELECT unique_key, job_id, unique_expires, unique_start FROM djjobs_job "
+                           f"WHERE {UNIQUE_HELD} ORDER BY unique_key LIMIT %s", [self.clock(), limit])
+            return [UniqueHold(key, job_id, expires, "start" if start else "finish")
+                    for key, job_id, expires, start in cursor.fetchall()]
+
+    def release_unique(self, key: str) -> bool:
+        if not self._storable(key):
+            return False
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM djjobs_job WHERE unique_key = %s AND {UNIQUE_HELD}", [key, self.clock()])
+            held = cursor.fetchone() is not None
+            cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s", [key])
+        return held
 
     def pause(self, queue: str) -> None:
         from ...models import PausedQueue

@@ -35,8 +35,8 @@ except ImportError:  # pragma: no cover - hiredis comes with djjobs[redis]
 
 from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, decode_or_none,
-                    fenced_claim, recover_orphans, split_token)
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, UniqueHold, WorkerInfo, decode_or_none,
+                    fenced_claim, recover_orphans, split_token, unique_lock)
 from .keys import ANCHOR_SCORE, Keys
 
 logger = logging.getLogger("djjobs")
@@ -103,7 +103,7 @@ class RedisAdapter(Adapter):
             raise ConfigurationError(f"DJJOBS['REDIS_URL'] = {self.url!r} is not a Redis URL ({exc}); "
                                      "use redis://host:port/db.") from exc
 
-    def run(self, name: str, *args) -> object:
+    def run(self, name: str, *args, keys: Sequence[str] = ()) -> object:
         """Call a script by SHA on this thread's own connection: one round trip, none of
         the pool's per-call bookkeeping (the enqueue and ack hot paths). Reloads a
         script Redis forgot (restart without persistence) and reconnects once. A
@@ -117,7 +117,7 @@ class RedisAdapter(Adapter):
         if self._flags_ok is None and script.script.startswith("#!"):
             self._check_flags()
             script = self.scripts[name]
-        command = ("EVALSHA", script.sha, 0, self.keys.prefix, *args)
+        command = ("EVALSHA", script.sha, len(keys), *keys, self.keys.prefix, *args)
         for attempt in (1, 2):
             conn = self._conn()
             try:
@@ -160,8 +160,8 @@ class RedisAdapter(Adapter):
         return dt.date.fromtimestamp(self.clock() if now is None else now).isoformat()
 
     # --- producer -------------------------------------------------------
-    def enqueue(self, envelope: Envelope) -> None:
-        self.enqueue_many([envelope])
+    def enqueue(self, envelope: Envelope) -> str | None:
+        return self.enqueue_many([envelope]).get(envelope.job_id)
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> None:
         """Jobs grouped by (queue, priority, scheduled): one script call per group of
@@ -172,14 +172,22 @@ class RedisAdapter(Adapter):
         now = self.clock()
         limit = self.setting("MAX_PAYLOAD_BYTES")
         groups: dict[tuple, list] = {}
+        unique: list[tuple] = []  # one call each: the key is checked and the job stored in one step
         for env in envelopes:
             raw = self.encode(env, limit)
-            if env.run_at is not None and env.run_at > now:  # scheduled: (id, run_at, payload)
+            lock = unique_lock(env) if env.meta else None
+            if lock is not None:
+                head = (lock.key, repr(lock.expires), lock.until, lock.conflict, repr(now))
+                if env.run_at is not None and env.run_at > now:
+                    unique.append((env.queue, str(env.priority), "u1", *head, env.job_id, repr(env.run_at), raw))
+                else:
+                    unique.append((env.queue, str(env.priority), "u", *head, env.job_id, raw))
+            elif env.run_at is not None and env.run_at > now:  # scheduled: (id, run_at, payload)
                 groups.setdefault((env.queue, str(env.priority), "1"), []).extend((env.job_id, repr(env.run_at), raw))
             else:  # ready: (id, payload)
                 groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
-                 for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)]
+                 for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)] + unique
         try:
             if len(calls) == 1:
                 try:
@@ -201,11 +209,16 @@ class RedisAdapter(Adapter):
             raise EnqueueError(f"Redis at {self.url} failed during the enqueue ({type(exc).__name__}: {exc}); "
                                "whether the job(s) were stored is unknown: check by job_id.") from exc
         failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
+        duplicates = {call[8]: r[1].decode() for call, r in zip(calls, results)  # a unique call's job id: index 8
+                      if isinstance(r, list) and r and r[0] == b"dup"}
         if failed:
-            ids = [call[3::3 if call[2] else 2] for call in calls]  # each call's job ids (its rows from index 3)
+            ids = [[call[8]] if call[2] in ("u", "u1") else call[3::3 if call[2] else 2]
+                   for call in calls]  # each call's job ids (its rows from index 3, a unique one's at 8)
             stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
             not_stored = [job_id for i, _ in failed for job_id in ids[i]]
+            stored = [job_id for job_id in stored if job_id not in duplicates]
             raise self._enqueue_error(failed[0][1], stored, not_stored) from failed[0][1]
+        return duplicates
 
     def _enqueue_error(self, cause: Exception, stored: list[str], not_stored: list[str]) -> EnqueueError:
         total = len(stored) + len(not_stored)
@@ -342,8 +355,9 @@ class RedisAdapter(Adapter):
         token = uuid.uuid4().hex
         lease_until = self.clock() + self.setting("LEASE_SECONDS")
         acks = [v for c in complete for v in split_token(c)]
+        keys = [v for c in complete if (lock := unique_lock(c.envelope)) for v in (lock.key, split_token(c)[0])]
         result = self.run("fetch", repr(lease_until), token, limit if queues else 0, self._day(),
-                          len(complete), *acks, *queues)
+                          len(complete), *acks, len(keys) // 2, *keys, *queues)
         claims = []
         for i in range(0, len(result), 2):
             claims.append(fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until))
@@ -360,8 +374,11 @@ class RedisAdapter(Adapter):
         job_id, token = split_token(claim)
         payload = envelope.encode() if envelope is not None and replace else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
+        lock = unique_lock(envelope or claim.envelope) if target == "dead" else None
         extra = ("" if expired_before is None else repr(expired_before),
                  orjson.dumps(error) if error is not None and envelope is None else "")
+        if lock is not None:
+            extra += (lock.key,)
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
                              *extra))
 
@@ -590,6 +607,25 @@ class RedisAdapter(Adapter):
 
     def clear(self, queue: str) -> int:
         return int(self.run("clear", queue))
+
+    def _unique_keys(self) -> list[str]:
+        return [self.keys.unique, self.keys.payloads, self.keys.dead, self.keys.leases]
+
+    def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
+        """HSCAN of P:unique in steps of 500 (dropping the entries no longer held), at most
+        SCAN_LIMIT entries looked at."""
+        holds, cursor, seen = [], "0", 0
+        while len(holds) < limit and seen < SCAN_LIMIT:
+            out = self.run("unique", "holds", repr(self.clock()), cursor, 500, keys=self._unique_keys())
+            cursor, seen = out[0].decode(), seen + 500
+            for i in range(1, len(out), 4):
+                holds.append(UniqueHold(out[i].decode(), out[i + 1].decode(), float(out[i + 2]), out[i + 3].decode()))
+            if cursor == "0":
+                break
+        return sorted(holds, key=lambda h: h.key)[:limit]
+
+    def release_unique(self, key: str) -> bool:
+        return bool(self.run("unique", "free", key, repr(self.clock()), keys=self._unique_keys()))
 
     def pause(self, queue: str) -> None:
         self.client.sadd(self.keys.paused, queue)

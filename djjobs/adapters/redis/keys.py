@@ -15,6 +15,8 @@
                                 (it does not decode, or cannot be encoded again)
     (P:running, P:leases and P:meta also hold an anchor entry that keeps them out of Redis's
      listpack encoding: scripts/lib/anchor.lua)
+    P:unique              HASH  uniqueness key -> "job_id|expires|until" of the job that took it (held
+                                only while that job holds it: scripts/lib/unique_holder.lua)
     P:paused              SET   paused queue names
     P:workers             ZSET  worker_id by last heartbeat; P:worker:<id> STRING JSON info
     P:stat:processed|failed[:<day>]  counters (daily ones expire after 400 days)
@@ -39,7 +41,7 @@ class Keys:
         self.payloads, self.meta, self.queues = f"{p}:payloads", f"{p}:meta", f"{p}:queues"
         self.scheduled, self.retry, self.dead, self.running = f"{p}:scheduled", f"{p}:retry", f"{p}:dead", f"{p}:running"
         self.leases, self.paused, self.workers = f"{p}:leases", f"{p}:paused", f"{p}:workers"
-        self.errors = f"{p}:errors"
+        self.errors, self.unique = f"{p}:errors", f"{p}:unique"
         self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
 
     def queue(self, name: str, priority: int | str) -> str:

@@ -5,15 +5,40 @@
 -- entry: enqueue_raw's payload may not say where it belongs), then per job:
 --   ready: job_id, payload (pairs: the payload hash takes them as they come);
 --   scheduled: job_id, run_at, payload.
+-- Unique jobs: mode 'u' (ready) or 'u1' (scheduled), then key, expires, until, conflict,
+-- now, and ONE job as above: stored only if the key is free (lib/unique_holder.lua), in
+-- this same step; else nothing is written and {'dup', holder id} is returned. Conflict
+-- 'replace' deletes a holder that is not running first (a running one keeps running, and
+-- the new job takes the key).
 -- A batch whose first job is stored already was stored by this same call, sent again
 -- after its reply was lost (RedisAdapter.run, redis-py's retries): it is not stored twice
 -- (its ids would be queued twice, and run twice). Returns 0 then.
-local p, queue, prio, scheduled = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-if redis.call('HEXISTS', p .. ':payloads', ARGV[5]) == 1 then return 0 end
+local p, queue, prio, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local base, scheduled = 5, mode == '1' or mode == 'u1'
+if mode == 'u' or mode == 'u1' then base = 10 end
+if redis.call('HEXISTS', p .. ':payloads', ARGV[base]) == 1 then return 0 end
+if base == 10 then
+  local key, mode_u = ARGV[5], ARGV[7]
+  local holder = unique_holder(unique_keys(p), key, tonumber(ARGV[9]))
+  if holder then
+    if ARGV[8] ~= 'replace' then return {'dup', holder} end
+    if redis.call('HEXISTS', p .. ':leases', holder) == 0 then  -- not started: it goes
+      if redis.call('ZREM', p .. ':scheduled', holder) == 0 and redis.call('ZREM', p .. ':retry', holder) == 0 then
+        local hprio, hqueue = place(p, holder)
+        local list = p .. ':q:' .. hqueue .. ':' .. hprio
+        redis.call('LREM', list, 1, holder)
+        if redis.call('LLEN', list) == 0 then redis.call('ZREM', p .. ':prios:' .. hqueue, hprio) end
+      end
+      redis.call('HDEL', p .. ':payloads', holder)
+      redis.call('HDEL', p .. ':meta', holder)
+    end
+  end
+  redis.call('HSET', p .. ':unique', key, ARGV[base] .. '|' .. ARGV[6] .. '|' .. mode_u)
+end
 local ids, zs = {}, {}
 if scheduled then
   local payloads, metas, meta = {}, {}, prio .. '|' .. queue
-  for i = 5, #ARGV, 3 do
+  for i = base, #ARGV, 3 do
     local id = ARGV[i]
     payloads[#payloads + 1] = id
     payloads[#payloads + 1] = ARGV[i + 2]
@@ -25,9 +50,9 @@ if scheduled then
   redis.call('HSET', p .. ':payloads', unpack(payloads))
   redis.call('HSET', p .. ':meta', unpack(metas))
 else
-  for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
-  redis.call('HSET', p .. ':payloads', unpack(ARGV, 5))
-  if ARGV[4] == 'raw' then
+  for i = base, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+  redis.call('HSET', p .. ':payloads', unpack(ARGV, base))
+  if mode == 'raw' then
     for _, id in ipairs(ids) do redis.call('HSET', p .. ':meta', id, prio .. '|' .. queue) end
   end
 end
@@ -62,7 +87,7 @@ if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. qu
       local sep = string.find(reg, '|', 1, true)
       local token, lease_until = string.sub(reg, 1, sep - 1), string.sub(reg, sep + 1)
       local id = ids[first]
-      local message = token .. ':' .. lease_until .. ':' .. #id .. ':' .. id .. ARGV[4 + 2 * first]
+      local message = token .. ':' .. lease_until .. ':' .. #id .. ':' .. id .. ARGV[base - 1 + 2 * first]
       if redis.call('PUBLISH', p .. ':hand:' .. wid, message) > 0 then
         if first == 1 then anchor(p) end
         redis.call('ZADD', p .. ':running', lease_until, id)
