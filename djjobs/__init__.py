@@ -11,11 +11,12 @@ from .errors import (ConfigurationError, DeserializationError, DjJobsError, Dupl
                      PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
 from .job import ConfiguredJob, Job, perform_all_later
+from .ratelimits import RateLimited, limit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter",
+    "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
     "EnqueueError", "DuplicateJob", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
 ]

@@ -55,7 +55,8 @@ class Job:
     Unique jobs (docs/flow-control.md): ``unique_for`` (seconds or a timedelta: the
     longest a uniqueness key may be held; None = not unique), ``unique_until``
     ("finish" or "start"), ``unique_conflict`` ("skip", "replace" or "raise"), and
-    :meth:`unique_key` to say which enqueues count as the same job.
+    :meth:`unique_key` to say which enqueues count as the same job. Rate limits:
+    ``rate_limit = (100, 60)`` (at most 100 starts per 60 s, per :meth:`rate_limit_key`).
     """
 
     queue_name: ClassVar[str] = "default"
@@ -67,6 +68,7 @@ class Job:
     unique_for: ClassVar[float | timedelta | None] = None
     unique_until: ClassVar[str] = "finish"
     unique_conflict: ClassVar[str] = "skip"
+    rate_limit: ClassVar[tuple | None] = None
     job_name: ClassVar[str]
     abstract: ClassVar[bool] = True
 
@@ -105,6 +107,11 @@ class Job:
         """The uniqueness key of an enqueue with these arguments (a job with ``unique_for``):
         enqueues with equal keys are the same job. None (the default) means the job's name
         and its arguments as canonical JSON."""
+        return None
+
+    def rate_limit_key(self, *args: Any, **kwargs: Any) -> str | None:
+        """The key whose ``rate_limit`` this enqueue counts against (a job with
+        ``rate_limit``), computed at enqueue; None (the default) means the job's name."""
         return None
 
     def before_perform(self) -> None:
@@ -197,6 +204,13 @@ class Job:
         meta = _zone_meta(scheduled_at) if scheduled_at else {}
         if self.unique_key_override is not None or type(self).unique_for is not None:
             meta["unique"] = uniqueness.lock_for(self, args, kwargs, now).as_meta()
+        if type(self).rate_limit is not None:
+            rate_key = self.rate_limit_key(*self.arguments, **self.kwargs)
+            if rate_key is not None:
+                if not isinstance(rate_key, str) or not rate_key:
+                    raise TypeError(f"{type(self).__qualname__}.rate_limit_key() must return a non-empty str or None, "
+                                    f"got {rate_key!r}.")
+                meta["rate_key"] = rate_key
         # Positional, in field order: half the cost of keywords, and this runs for every enqueue.
         env = Envelope(type(self).job_name, args, kwargs, self.queue_name, self.priority, self.job_id, now,
                        self.run_at, self.executions, dict(self.exception_executions), 0, None,

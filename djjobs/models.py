@@ -108,3 +108,16 @@ class TaskResultRow(models.Model):
 
     class Meta:
         db_table = "djjobs_taskresult"
+
+
+class RateWindow(models.Model):
+    """One rate-limit key's sliding window (djjobs/ratelimits.py): the times of the starts
+    counted in its last ``period`` seconds, as a JSON list; the row is locked while a start
+    is counted, so concurrent workers count one at a time."""
+    name = models.CharField(max_length=255, primary_key=True)
+    rate_limit = models.IntegerField()
+    period = models.FloatField()
+    starts = models.TextField(default="[]")
+
+    class Meta:
+        db_table = "djjobs_ratewindow"

@@ -101,3 +101,11 @@ class UniqueRecordJob(Job):
         if sleep and self.executions == 1:
             time.sleep(sleep)
         note(path, "ran", token, os.getpid(), self.executions)
+
+
+class RateRecordJob(Job):
+    """Writes 'start <token> <time> <executions>': at most 10 starts per 2 s."""
+    rate_limit = (10, 2)
+
+    def perform(self, path, token):
+        note(path, "start", token, repr(time.time()), self.executions)

@@ -137,6 +137,15 @@ class UniqueHold:
 
 
 @dataclasses.dataclass
+class RateUse:
+    """A rate-limit key and its use now (the admin's Limits page)."""
+    key: str
+    limit: int
+    period: float
+    used: int                       # starts counted in the last ``period`` seconds
+
+
+@dataclasses.dataclass
 class Page:
     items: list[JobRecord]
     total: int
@@ -354,6 +363,18 @@ class Adapter(ABC):
 
     def resume(self, queue: str) -> None:
         raise NotImplementedError
+
+    # --- rate limits (djjobs/ratelimits.py) ------------------------------------
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        """Count one start under ``key`` if fewer than ``limit`` were counted in the last
+        ``period`` seconds, and return 0; else count nothing and return the seconds until
+        one may be (an exact sliding window: no ``period``-long window ever holds more than
+        ``limit`` starts). Atomic across processes. ``member`` is unique per call."""
+        raise UnsupportedFeature(f"The {self.name} adapter has no rate limits; use the redis or database adapter.")
+
+    def rate_uses(self, limit: int = 1000) -> list[RateUse]:
+        """Rate-limit keys with starts in their current window, up to ``limit``."""
+        return []
 
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         """Uniqueness keys held now (by a job in a state that holds them), up to ``limit``."""

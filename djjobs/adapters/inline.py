@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..envelope import Envelope
 from .base import Adapter, Counts, JobRecord, Page
-from .memory import LocalResults
+from .memory import LocalRates, LocalResults
 
 
 class InlineAdapter(Adapter):
@@ -23,6 +23,7 @@ class InlineAdapter(Adapter):
     def __init__(self, options: dict | None = None):
         super().__init__(options)
         self._results = LocalResults(lambda: self.clock())  # django.tasks results, in this process
+        self._rates = LocalRates(lambda: self.clock())  # djjobs.limit() windows, in this process
 
     def enqueue(self, envelope: Envelope) -> None:
         """Runs the job at once; a unique job too (it has finished before any second enqueue
@@ -35,6 +36,9 @@ class InlineAdapter(Adapter):
         for env in envelopes:
             self.enqueue(env)
         return {}
+
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        return self._rates.take(key, limit, period)
 
     def counts(self) -> Counts:
         return Counts()

@@ -17,7 +17,7 @@ import orjson
 from typing import Iterable, Sequence
 
 from ..envelope import Envelope
-from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, UniqueHold, WorkerInfo, decode_or_none,
+from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo, decode_or_none,
                    fenced_claim, recover_orphans, split_token, unique_lock)
 
 
@@ -64,6 +64,31 @@ class LocalResults:
         return orjson.loads(data)
 
 
+class LocalRates:
+    """Rate-limit windows kept in this process (the in-memory and inline adapters): per
+    key, the times of the starts in its window (contract: ``Adapter.take_rate``)."""
+
+    def __init__(self, clock):
+        self._clock, self._windows, self._lock = clock, {}, threading.Lock()
+
+    def take(self, key: str, limit: int, period: float) -> float:
+        with self._lock:
+            now = self._clock()
+            starts = [t for t in self._windows.get(key, ((0, 0.0), []))[1] if t > now - period]
+            self._windows[key] = ((limit, period), starts)
+            if len(starts) < limit:
+                starts.append(now)
+                return 0.0
+            return starts[len(starts) - limit] + period - now
+
+    def uses(self, limit: int) -> list[RateUse]:
+        with self._lock:
+            now = self._clock()
+            uses = [RateUse(key, lim, period, sum(1 for t in starts if t > now - period))
+                    for key, ((lim, period), starts) in sorted(self._windows.items())]
+        return [u for u in uses if u.used][:limit]
+
+
 class MemoryAdapter(Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
@@ -84,6 +109,7 @@ class MemoryAdapter(Adapter):
         self._results = LocalResults(lambda: self.clock())
         self._workers: dict[str, WorkerInfo] = {}
         self._unique: dict[str, tuple[str, float, str]] = {}  # key -> (job id, expires, until)
+        self._rates = LocalRates(lambda: self.clock())
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
@@ -417,6 +443,12 @@ class MemoryAdapter(Adapter):
                 self._unlock(job_id, self._recs.pop(job_id))
             self._ready.pop(queue, None)
         return len(ids)
+
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        return self._rates.take(key, limit, period)
+
+    def rate_uses(self, limit: int = 1000) -> list[RateUse]:
+        return self._rates.uses(limit)
 
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         now = self.clock()

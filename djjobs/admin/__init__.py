@@ -47,6 +47,8 @@ class DashboardAdmin(admin.ModelAdmin):
             page(views.workers, "djjobs_workers", "workers/"),
             page(views.cron, "djjobs_cron", "cron/"),
             page(views.cron_run_now, "djjobs_cron_run", "cron/run/"),
+            page(views.limits, "djjobs_limits", "limits/"),
+            page(views.limits_action, "djjobs_limits_action", "limits/action/"),
             page(views.job_detail, "djjobs_job_detail", "job/"),
             page(views.job_detail, "djjobs_job", "job/<djjobs_any:job_id>/"),
             page(views.jobs_action, "djjobs_jobs_action", "<str:state>/action/"),

@@ -30,6 +30,7 @@ from .inputs import InvalidInput
 
 STATES = {"scheduled": "Scheduled", "retry": "Retries", "dead": "Dead"}
 PER_PAGE = 25
+LIMITS_SHOWN = 500
 ACTIONS = {"scheduled": ("retry_now", "delete"), "retry": ("retry_now", "kill", "delete"),
            "dead": ("retry_now", "delete", "retry_all")}
 LABELS = {"retry_now": "Retry now", "delete": "Delete", "kill": "Kill (move to dead)", "retry_all": "Retry all"}
@@ -83,7 +84,8 @@ def action_page(request) -> str:
     state = match.kwargs.get("state") if match else None
     if state in STATES:
         return reverse("admin:djjobs_jobs", args=[state])
-    pages = {"djjobs_queue_action": "admin:djjobs_queues", "djjobs_cron_run": "admin:djjobs_cron"}
+    pages = {"djjobs_queue_action": "admin:djjobs_queues", "djjobs_cron_run": "admin:djjobs_cron",
+             "djjobs_limits_action": "admin:djjobs_limits"}
     return reverse(pages.get(match.url_name if match else "", "admin:djjobs_dashboard_changelist"))
 
 
@@ -291,3 +293,32 @@ def cron_run_now(request, site):
 
 def _totals(history) -> tuple[int, int]:
     return sum(p for _, p, _ in history), sum(f for _, _, f in history)
+
+
+def limits(request, site):
+    require_view(request)
+    adapter = get_adapter()
+    holds = adapter.unique_holds(LIMITS_SHOWN + 1)
+    rows = [{"key": h.key, "job_id": h.job_id, "until": h.until, "expires_at": presenters.when(h.expires)}
+            for h in holds[:LIMITS_SHOWN]]
+    rates = [{"key": r.key, "limit": r.limit, "period": r.period, "used": r.used,
+              "percent": round(100 * r.used / r.limit)} for r in adapter.rate_uses(LIMITS_SHOWN)]
+    return render(request, site, "limits.html", "Limits", "limits", holds=rows,
+                  holds_truncated=len(holds) > LIMITS_SHOWN, rates=rates)
+
+
+@require_POST
+def limits_action(request, site):
+    require_change(request)
+    action = request.POST.get("action")
+    key = (inputs.posted(request, "key") or [""])[0]
+    if action != "release_unique":
+        raise InvalidInput(f"Unknown limits action {inputs.short(str(action))!r}: use release_unique.")
+    if not key:
+        raise InvalidInput("No uniqueness key to release (the Release button on the Limits page sends one).")
+    if get_adapter().release_unique(key):
+        messages.success(request, f"Released the uniqueness key {inputs.short(key)!r}.")
+    else:
+        messages.warning(request, f"The uniqueness key {inputs.short(key)!r} was not held (any more).")
+    log_action(request, f"release uniqueness key {key}")
+    return back(request, reverse("admin:djjobs_limits"))

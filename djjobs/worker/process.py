@@ -41,7 +41,7 @@ from ..adapters.base import Adapter, Claim, WorkerInfo
 from ..execution import DISCARDED, SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .claimlog import ClaimLog
-from .processor import process, report
+from .processor import process, rate_limited, report
 from .queues import QueueOrder
 from .timeouts import Watchdog
 
@@ -338,6 +338,8 @@ class WorkerProcess:
         try:
             if claim.envelope is None:
                 process(self.adapter, claim)
+            elif rate_limited(self.adapter, claim):
+                pass  # rescheduled before it started (djjobs/ratelimits.py)
             else:
                 if log is not None:
                     log.running(thread, claim.key)

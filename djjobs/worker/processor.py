@@ -12,10 +12,11 @@ import time
 
 from django.db import close_old_connections
 
-from .. import signals
+from .. import registry, signals
 from ..adapters.base import Adapter, Claim, encodes, stored_error
 from ..errors import PayloadError
 from ..execution import DEAD, DISCARDED, RESCHEDULED, RETRY, SUCCEEDED, Outcome, error_info, execute
+from ..ratelimits import start_wait
 
 logger = logging.getLogger("djjobs")
 
@@ -28,6 +29,8 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
     if claim.envelope is None:
         kill_undecodable(adapter, claim)
         return None
+    if rate_limited(adapter, claim):
+        return None
     close_old_connections()
     try:
         outcome = execute(claim.envelope, contain_exits=True)
@@ -38,6 +41,28 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
     finally:
         outcome.release()
     return outcome
+
+
+def rate_limited(adapter: Adapter, claim: Claim) -> bool:
+    """Count this start under its class' rate limit, if it has one; over the limit,
+    reschedule the job for the earliest moment the limit allows, as it was stored (not
+    started: no execution, no attempt) and return True. A declaration that is wrong lets
+    the run go ahead (the system check names it)."""
+    job_class = registry.lookup(claim.envelope.job)
+    if job_class is None or job_class.rate_limit is None:
+        return False
+    try:
+        wait = start_wait(adapter, claim.envelope, job_class)
+    except ValueError:
+        return False
+    if wait <= 0:
+        return False
+    run_at = time.time() + wait
+    env = claim.envelope.copy(run_at=run_at)
+    adapter.reschedule(claim, env, run_at)
+    logger.info("rescheduled %s id=%s queue=%s (rate limit %s: runs again in %.3f s)", env.job, env.job_id, env.queue,
+                job_class.rate_limit, wait)
+    return True
 
 
 def kill_undecodable(adapter: Adapter, claim: Claim) -> None:

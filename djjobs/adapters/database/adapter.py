@@ -30,7 +30,7 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from ...envelope import Envelope
 from ...errors import EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, UniqueHold, WorkerInfo, decode_or_none,
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo, decode_or_none,
                     fenced_claim, recover_orphans, split_token, unique_lock)
 from .dialects import dialect_for
 
@@ -577,6 +577,33 @@ class DatabaseAdapter(Adapter):
         if not self._storable(queue):
             return 0
         return self._jobs().filter(queue=queue, state="ready").delete()[0]
+
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        """One short transaction: the upsert locks the key's row (PostgreSQL: concurrent
+        callers wait for it; SQLite: one writer at a time), then the window is read,
+        pruned and written back."""
+        now = self.clock()
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute("INSERT INTO djjobs_ratewindow (name, rate_limit, period, starts) VALUES (%s, %s, %s, '[]') "
+                           "ON CONFLICT (name) DO UPDATE SET rate_limit = excluded.rate_limit, "
+                           "period = excluded.period RETURNING starts", [key, limit, period])
+            starts = [t for t in orjson.loads(cursor.fetchone()[0]) if t > now - period]
+            wait = 0.0
+            if len(starts) < limit:
+                starts.append(now)
+            else:
+                wait = sorted(starts)[len(starts) - limit] + period - now
+            cursor.execute("UPDATE djjobs_ratewindow SET starts = %s WHERE name = %s", [orjson.dumps(starts).decode(), key])
+        return wait
+
+    def rate_uses(self, limit: int = 1000) -> list[RateUse]:
+        from ...models import RateWindow
+        now, uses = self.clock(), []
+        for row in RateWindow.objects.using(self.alias).order_by("name")[:limit * 2]:
+            used = sum(1 for t in orjson.loads(row.starts) if t > now - row.period)
+            if used:
+                uses.append(RateUse(row.name, row.rate_limit, row.period, used))
+        return uses[:limit]
 
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         with self.cursor() as cursor:

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - hiredis comes with djjobs[redis]
 
 from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, UniqueHold, WorkerInfo, decode_or_none,
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo, decode_or_none,
                     fenced_claim, recover_orphans, split_token, unique_lock)
 from .keys import ANCHOR_SCORE, Keys
 
@@ -607,6 +607,28 @@ class RedisAdapter(Adapter):
 
     def clear(self, queue: str) -> int:
         return int(self.run("clear", queue))
+
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        wait = self.run("rate", key, limit, repr(period), repr(self.clock()), member,
+                        keys=[self.keys.rate(key), self.keys.rates])
+        return max(0.0, float(wait))
+
+    def rate_uses(self, limit: int = 1000) -> list[RateUse]:
+        """Keys in P:rates with starts in their window now; keys whose window expired are
+        dropped from P:rates."""
+        now = self.clock()
+        specs = []
+        for key, spec in sorted(self.client.hgetall(self.keys.rates).items()):
+            lim, _, period = spec.decode().partition("|")
+            specs.append((key.decode(), int(lim), float(period)))
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, _, period in specs:
+                pipe.zcount(self.keys.rate(key), f"({now - period!r}", "+inf")
+            used = pipe.execute() if specs else []
+        idle = [key for (key, _, _), n in zip(specs, used) if not n]
+        if idle:
+            self.client.hdel(self.keys.rates, *idle)
+        return [RateUse(key, lim, period, n) for (key, lim, period), n in zip(specs, used) if n][:limit]
 
     def _unique_keys(self) -> list[str]:
         return [self.keys.unique, self.keys.payloads, self.keys.dead, self.keys.leases]

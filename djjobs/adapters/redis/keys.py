@@ -17,6 +17,8 @@
      listpack encoding: scripts/lib/anchor.lua)
     P:unique              HASH  uniqueness key -> "job_id|expires|until" of the job that took it (held
                                 only while that job holds it: scripts/lib/unique_holder.lua)
+    P:rate:<key>          ZSET  rate-limit window: one member per start, by time (expires with its period)
+    P:rates               HASH  rate-limit key -> "limit|period" (the admin's listing)
     P:paused              SET   paused queue names
     P:workers             ZSET  worker_id by last heartbeat; P:worker:<id> STRING JSON info
     P:stat:processed|failed[:<day>]  counters (daily ones expire after 400 days)
@@ -41,7 +43,7 @@ class Keys:
         self.payloads, self.meta, self.queues = f"{p}:payloads", f"{p}:meta", f"{p}:queues"
         self.scheduled, self.retry, self.dead, self.running = f"{p}:scheduled", f"{p}:retry", f"{p}:dead", f"{p}:running"
         self.leases, self.paused, self.workers = f"{p}:leases", f"{p}:paused", f"{p}:workers"
-        self.errors, self.unique = f"{p}:errors", f"{p}:unique"
+        self.errors, self.unique, self.rates = f"{p}:errors", f"{p}:unique", f"{p}:rates"
         self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
 
     def queue(self, name: str, priority: int | str) -> str:
@@ -61,6 +63,9 @@ class Keys:
 
     def tick(self, name: str, tick_at: float) -> str:
         return f"{self.prefix}:tick:{name}:{tick_at!r}"
+
+    def rate(self, key: str) -> str:
+        return f"{self.prefix}:rate:{key}"
 
     def result(self, job_id: str) -> str:
         return f"{self.prefix}:result:{job_id}"
