@@ -6,7 +6,8 @@ W002 adapter-specific advice (the database adapter on SQLite without immediate t
 W003 LEASE_SECONDS too short to be renewed with a margin ·
 E010 malformed cron entry · E011 bad cron expression · E012 unknown cron job class ·
 E013 unknown time zone · E014 cron arguments that do not serialize ·
-E020 a Job class with a bad flow-control declaration (unique_for, unique_until, unique_conflict, rate_limit).
+E020 a Job class with a bad flow-control declaration (unique_for, unique_until, unique_conflict, rate_limit,
+concurrency_limit).
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def check_cron(app_configs=None, **kwargs) -> list:
 @register("djjobs")
 def check_job_classes(app_configs=None, **kwargs) -> list:
     """Bad flow-control declarations fail at startup, not at the first enqueue."""
-    from . import ratelimits, registry, uniqueness
+    from . import concurrency, ratelimits, registry, uniqueness
     return [Error(problem, hint="See docs/flow-control.md.", obj=cls, id="djjobs.E020")
             for cls in registry.registered().values()
-            for problem in uniqueness.check_declaration(cls) + ratelimits.check_declaration(cls)]
+            for problem in (uniqueness.check_declaration(cls) + ratelimits.check_declaration(cls)
+                            + concurrency.check_declaration(cls))]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, ClassVar, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import arguments, conf, registry, uniqueness
+from . import arguments, concurrency, conf, registry, uniqueness
 from .envelope import Envelope
 
 
@@ -57,6 +57,8 @@ class Job:
     ("finish" or "start"), ``unique_conflict`` ("skip", "replace" or "raise"), and
     :meth:`unique_key` to say which enqueues count as the same job. Rate limits:
     ``rate_limit = (100, 60)`` (at most 100 starts per 60 s, per :meth:`rate_limit_key`).
+    Concurrency limits: ``concurrency_limit = 2`` (at most 2 running at once, per
+    :meth:`concurrency_key`).
     """
 
     queue_name: ClassVar[str] = "default"
@@ -69,6 +71,7 @@ class Job:
     unique_until: ClassVar[str] = "finish"
     unique_conflict: ClassVar[str] = "skip"
     rate_limit: ClassVar[tuple | None] = None
+    concurrency_limit: ClassVar[int | None] = None
     job_name: ClassVar[str]
     abstract: ClassVar[bool] = True
 
@@ -112,6 +115,11 @@ class Job:
     def rate_limit_key(self, *args: Any, **kwargs: Any) -> str | None:
         """The key whose ``rate_limit`` this enqueue counts against (a job with
         ``rate_limit``), computed at enqueue; None (the default) means the job's name."""
+        return None
+
+    def concurrency_key(self, *args: Any, **kwargs: Any) -> str | None:
+        """The key whose ``concurrency_limit`` this enqueue counts against (a job with
+        ``concurrency_limit``), computed at enqueue; None (the default) means the job's name."""
         return None
 
     def before_perform(self) -> None:
@@ -204,6 +212,8 @@ class Job:
         meta = _zone_meta(scheduled_at) if scheduled_at else {}
         if self.unique_key_override is not None or type(self).unique_for is not None:
             meta["unique"] = uniqueness.lock_for(self, args, kwargs, now).as_meta()
+        if type(self).concurrency_limit is not None:
+            meta["concurrency"] = concurrency.slot_for(self)
         if type(self).rate_limit is not None:
             rate_key = self.rate_limit_key(*self.arguments, **self.kwargs)
             if rate_key is not None:

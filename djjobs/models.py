@@ -32,6 +32,10 @@ class JobRow(models.Model):
     unique_key = models.CharField(max_length=255, null=True)
     unique_expires = models.FloatField(null=True)
     unique_start = models.BooleanField(default=False, db_default=False)
+    # Concurrency limits (djjobs/concurrency.py): the key and its limit. The key's slots are
+    # its rows in state ready or running; over the limit a row waits in state blocked.
+    concurrency_key = models.CharField(max_length=255, null=True)
+    concurrency_limit = models.IntegerField(null=True)
 
     class Meta:
         db_table = "djjobs_job"
@@ -46,6 +50,8 @@ class JobRow(models.Model):
             models.Index(fields=["state", "lease_until"], condition=Q(state="running"), name="djjobs_job_leases"),
             models.Index(fields=["state", "updated_at"], condition=Q(state__in=["finished", "dead"]),
                          name="djjobs_job_ended"),
+            models.Index(fields=["concurrency_key", "state", "position"], condition=Q(concurrency_key__isnull=False),
+                         name="djjobs_job_concurrency"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["unique_key"], condition=Q(unique_key__isnull=False),
@@ -121,3 +127,13 @@ class RateWindow(models.Model):
 
     class Meta:
         db_table = "djjobs_ratewindow"
+
+
+class ConcurrencyKey(models.Model):
+    """A concurrency key in use: its row is locked by every step that admits, blocks or
+    lets go of one of its jobs, so those steps happen one at a time per key."""
+    name = models.CharField(max_length=255, primary_key=True)
+    concurrency_limit = models.IntegerField()
+
+    class Meta:
+        db_table = "djjobs_concurrencykey"

@@ -68,3 +68,22 @@ def test_an_unknown_action_is_a_message(adapter):
     response = client_for("boss").post(reverse("admin:djjobs_limits_action"), {"action": "drop", "key": "k"},
                                        follow=True)
     assert "Unknown limits action" in response.content.decode()
+
+
+def limited(key, limit=1):
+    return Envelope(job="tests.jobs.EchoJob", meta={"concurrency": {"key": key, "limit": limit}})
+
+
+def test_blocked_jobs_have_their_tab_and_keys_their_holders(adapter):
+    holder, waiting = limited("account:1"), limited("account:1")
+    adapter.enqueue_many([holder, waiting])
+    c = client_for("boss")
+    page = c.get(reverse("admin:djjobs_jobs", args=["blocked"])).content.decode()
+    assert waiting.job_id in page and holder.job_id not in page and "Waits for a slot of" in page
+    limits = c.get(reverse("admin:djjobs_limits")).content.decode()
+    assert "account:1" in limits and holder.job_id in limits
+    dashboard = c.get(reverse("admin:djjobs_dashboard_changelist")).content.decode()
+    assert 'data-key="blocked">1<' in dashboard
+    response = c.post(reverse("admin:djjobs_jobs_action", args=["blocked"]),
+                      {"action": "delete", "ids": waiting.job_id})
+    assert response.status_code == 302 and adapter.counts().blocked == 0

@@ -109,3 +109,16 @@ class RateRecordJob(Job):
 
     def perform(self, path, token):
         note(path, "start", token, repr(time.time()), self.executions)
+
+
+class LimitedRecordJob(Job):
+    """Writes 'start <token> <time>' and 'end <token> <time>': at most 2 at once per group."""
+    concurrency_limit = 2
+
+    def concurrency_key(self, path, group, token, sleep=0.0):
+        return f"group:{group}"
+
+    def perform(self, path, group, token, sleep=0.0):
+        note(path, "start", group, token, repr(time.time()))
+        time.sleep(sleep)
+        note(path, "end", group, token, repr(time.time()))

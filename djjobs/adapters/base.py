@@ -6,6 +6,7 @@ A job is in exactly one state at a time:
     scheduled  waiting for its run_at (``set(wait=...)``, ``retry_job``)
     retry      waiting for its run_at after a failure
     running    claimed by a worker under a lease
+    blocked    ready but over its concurrency limit: waits for a slot (not fetched)
     dead       failed for good, kept for inspection (capped)
 
 and moves between them only through the methods below. Unless a method
@@ -38,6 +39,17 @@ deletes a holder that is not running and stores the new job (a running holder ke
 running, and the new job takes the key); otherwise the new job is not stored and the
 adapter returns the holder's id.
 
+Concurrency limits (:mod:`djjobs.concurrency`, ``envelope.meta["concurrency"]``): a job
+of a limited key takes a slot in the step that makes it ready (enqueue, promotion,
+``retry_now``) or else is stored ``blocked``, behind the key's other blocked jobs (FIFO).
+It keeps the slot while ready or running (``release`` and lease recovery's requeue keep
+it). The step that stores its outcome (``complete``, ``retry``, ``reschedule``, ``kill``,
+lease recovery's dead set, ``delete``, ``clear``) lets the slot go and makes the key's
+oldest blocked jobs ready, as many as slots are free. Slots are job ids: a job lets go of
+its own slot only, at most once; a slot whose job is not ready or running counts as free;
+``promote_due`` also admits blocked jobs whose slots freed without an outcome (a job gone
+by other means), so a blocked job can never wait for a slot nobody holds.
+
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
 """
@@ -54,9 +66,10 @@ import orjson
 from .. import conf
 from ..envelope import Envelope
 from ..errors import EnqueueError, PayloadError, SerializationError, UnsupportedFeature
+from ..concurrency import slot_of
 from ..uniqueness import UniqueLock, lock_of
 
-STATES = ("ready", "scheduled", "retry", "running", "dead")
+STATES = ("ready", "scheduled", "retry", "running", "blocked", "dead")
 logger = logging.getLogger("djjobs")
 
 
@@ -113,6 +126,7 @@ class Counts:
     retry: int = 0
     dead: int = 0
     busy: int = 0                   # running
+    blocked: int = 0                # waiting for a concurrency slot
 
 
 @dataclasses.dataclass
@@ -143,6 +157,15 @@ class RateUse:
     limit: int
     period: float
     used: int                       # starts counted in the last ``period`` seconds
+
+
+@dataclasses.dataclass
+class ConcurrencyUse:
+    """A concurrency key in use (the admin's Limits page)."""
+    key: str
+    limit: int
+    holders: list[str]              # job ids holding its slots (ready or running)
+    blocked: int                    # jobs waiting for a slot
 
 
 @dataclasses.dataclass
@@ -376,6 +399,10 @@ class Adapter(ABC):
         """Rate-limit keys with starts in their current window, up to ``limit``."""
         return []
 
+    def concurrency_uses(self, limit: int = 1000) -> list[ConcurrencyUse]:
+        """Concurrency keys with a slot held or a job blocked, up to ``limit``."""
+        return []
+
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         """Uniqueness keys held now (by a job in a state that holds them), up to ``limit``."""
         return []
@@ -410,6 +437,11 @@ class Adapter(ABC):
 def unique_lock(envelope: Envelope | None) -> UniqueLock | None:
     """The uniqueness declaration of a job, or None (not unique, or not decodable)."""
     return lock_of(envelope.meta) if envelope is not None and envelope.meta else None
+
+
+def concurrency_slot(envelope: Envelope | None) -> tuple[str, int] | None:
+    """(key, limit) of a concurrency-limited job, or None."""
+    return slot_of(envelope.meta) if envelope is not None and envelope.meta else None
 
 
 def decode_or_none(raw: bytes) -> Envelope | None:

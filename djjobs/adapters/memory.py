@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import collections
 import heapq
 import itertools
 import threading
@@ -17,8 +18,8 @@ import orjson
 from typing import Iterable, Sequence
 
 from ..envelope import Envelope
-from .base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo, decode_or_none,
-                   fenced_claim, recover_orphans, split_token, unique_lock)
+from .base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo,
+                   concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock)
 
 
 @dataclasses.dataclass
@@ -35,6 +36,7 @@ class _Rec:
     lease_until: float = 0.0
     error: dict | None = None  # stored beside a payload kept as it was (JobRecord.error)
     unique: str | None = None  # the uniqueness key it took, if any
+    slot: tuple[str, int] | None = None  # its concurrency (key, limit), if any
 
 
 
@@ -110,6 +112,8 @@ class MemoryAdapter(Adapter):
         self._workers: dict[str, WorkerInfo] = {}
         self._unique: dict[str, tuple[str, float, str]] = {}  # key -> (job id, expires, until)
         self._rates = LocalRates(lambda: self.clock())
+        self._slots: dict[str, set[str]] = {}  # concurrency key -> ids of the jobs holding its slots
+        self._blocked: dict[str, collections.deque] = {}  # concurrency key -> blocked job ids, FIFO
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
@@ -117,6 +121,46 @@ class MemoryAdapter(Adapter):
         rec.seq = next(self._front) if front else next(self._seq)
         heapq.heappush(self._ready.setdefault(rec.queue, []), (-rec.priority, rec.seq, job_id))
         self._cond.notify_all()
+
+    def _become_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
+        """Ready, taking a concurrency slot if the job has a key (one it holds already, after
+        a release or recovery, is kept); blocked, behind the key's others, if none is free."""
+        if rec.slot is None:
+            self._put_ready(job_id, rec, front)
+            return
+        key, limit = rec.slot
+        holders = self._slots.setdefault(key, set())
+        if job_id not in holders:
+            if self._blocked.get(key) or self._free(key, limit) <= 0:
+                rec.state, rec.at, rec.token, rec.worker_id, rec.seq = "blocked", None, None, None, next(self._seq)
+                self._blocked.setdefault(key, collections.deque()).append(job_id)
+                return
+            holders.add(job_id)
+        self._put_ready(job_id, rec, front)
+
+    def _free(self, key: str, limit: int) -> int:
+        """Free slots of ``key``: a holder no longer ready or running does not count."""
+        holders = self._slots.get(key, set())
+        for job_id in [i for i in holders if (r := self._recs.get(i)) is None or r.state not in ("ready", "running")]:
+            holders.discard(job_id)
+        return limit - len(holders)
+
+    def _let_go(self, job_id: str, rec: _Rec | None) -> None:
+        """The job's outcome is stored: its slot goes to the key's oldest blocked jobs."""
+        if rec is not None and rec.slot is not None:
+            self._slots.get(rec.slot[0], set()).discard(job_id)
+            self._unblock(*rec.slot)
+
+    def _unblock(self, key: str, limit: int) -> None:
+        blocked = self._blocked.get(key)
+        while blocked and self._free(key, limit) > 0:
+            job_id = blocked.popleft()
+            rec = self._recs.get(job_id)
+            if rec is not None and rec.state == "blocked":
+                self._slots.setdefault(key, set()).add(job_id)
+                self._put_ready(job_id, rec)
+        if blocked is not None and not blocked:
+            del self._blocked[key]
 
     def _holder(self, key: str, now: float) -> str | None:
         """The job holding ``key`` now, from that job's own state (contract: base.py)."""
@@ -143,13 +187,14 @@ class MemoryAdapter(Adapter):
                 if self._recs[holder].state != "running":
                     del self._recs[holder]  # its heap entry is skipped when popped
             self._unique[lock.key] = (env.job_id, lock.expires, lock.until)
-        rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready", unique=lock.key if lock else None)
+        rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready", unique=lock.key if lock else None,
+                   slot=concurrency_slot(env))
         self._recs[env.job_id] = rec
         if env.run_at is not None and env.run_at > now:
             rec.state, rec.at = "scheduled", env.run_at
             self._cond.notify_all()
         else:
-            self._put_ready(env.job_id, rec)
+            self._become_ready(env.job_id, rec)
         return None
 
     def _count(self, failed: bool, n: int = 1) -> None:
@@ -169,6 +214,7 @@ class MemoryAdapter(Adapter):
         if envelope is not None:
             rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
         rec.state, rec.at, rec.token, rec.worker_id, rec.error = state, at, None, None, error
+        self._let_go(split_token(claim)[0], rec)  # retry, scheduled or dead: no longer ready or running
         self._cond.notify_all()
         return True
 
@@ -249,6 +295,7 @@ class MemoryAdapter(Adapter):
                     job_id = split_token(claim)[0]
                     self._unlock(job_id, rec)
                     del self._recs[job_id]
+                    self._let_go(job_id, rec)
                     self._count(failed=False)
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
@@ -273,7 +320,7 @@ class MemoryAdapter(Adapter):
             for claim in reversed(claims):  # each goes to the front: the last first
                 rec = self._owned(claim)
                 if rec is not None:
-                    self._put_ready(split_token(claim)[0], rec, front=True)
+                    self._become_ready(split_token(claim)[0], rec, front=True)
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
         with self._cond:
@@ -314,10 +361,11 @@ class MemoryAdapter(Adapter):
                 if env is not None:
                     rec.raw, rec.queue, rec.priority = env.encode(), env.queue, env.priority
                 if fate == "requeue":
-                    self._put_ready(split_token(claim)[0], rec, front=True)
+                    self._become_ready(split_token(claim)[0], rec, front=True)
                 else:
                     rec.state, rec.at, rec.token, rec.worker_id, rec.error = "dead", now, None, None, error
                     self._unlock(split_token(claim)[0], rec)
+                    self._let_go(split_token(claim)[0], rec)
                     self._count(failed=True)
                 return True
         return move
@@ -330,7 +378,10 @@ class MemoryAdapter(Adapter):
         now = self.clock()
         due = sorted((r.at, i) for i, r in self._recs.items() if r.state in ("scheduled", "retry") and r.at <= now)
         for _, job_id in due:
-            self._put_ready(job_id, self._recs[job_id])
+            self._become_ready(job_id, self._recs[job_id])
+        for key, blocked in list(self._blocked.items()):  # slots whose jobs left without an outcome
+            rec = self._recs.get(blocked[0]) if blocked else None
+            self._unblock(key, rec.slot[1] if rec is not None and rec.slot else 1)
         return len(due)
 
     # --- scheduler ------------------------------------------------------
@@ -362,7 +413,7 @@ class MemoryAdapter(Adapter):
             states = [r.state for r in self._recs.values()]
             return Counts(self._totals[0], self._totals[1], today[0], today[1], states.count("ready"),
                           states.count("scheduled"), states.count("retry"), states.count("dead"),
-                          states.count("running"))
+                          states.count("running"), states.count("blocked"))
 
     def queues(self) -> list[QueueInfo]:
         now = self.clock()
@@ -392,6 +443,8 @@ class MemoryAdapter(Adapter):
             rows.sort(key=lambda r: -(r.at or 0))
         elif state in ("scheduled", "retry"):
             rows.sort(key=lambda r: r.at or 0)
+        elif state == "blocked":
+            rows.sort(key=lambda r: self._recs[r.job_id].seq if r.job_id in self._recs else 0)
         elif state == "ready":
             rows.sort(key=lambda r: (-self._recs[r.job_id].priority, self._recs[r.job_id].seq)
                       if r.job_id in self._recs else (0, 0))
@@ -409,7 +462,7 @@ class MemoryAdapter(Adapter):
             for job_id in job_ids:
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state in ("scheduled", "retry", "dead"):
-                    self._put_ready(job_id, rec)
+                    self._become_ready(job_id, rec)
                     moved += 1
         return moved
 
@@ -433,15 +486,20 @@ class MemoryAdapter(Adapter):
                 if rec is not None and rec.state != "running":
                     self._unlock(job_id, rec)
                     del self._recs[job_id]
+                    if rec.state == "blocked":
+                        self._blocked[rec.slot[0]].remove(job_id)
+                    self._let_go(job_id, rec)
                     deleted += 1
         return deleted
 
     def clear(self, queue: str) -> int:
         with self._cond:
             ids = [i for i, r in self._recs.items() if r.queue == queue and r.state == "ready"]
+            self._ready.pop(queue, None)  # before the slots go: jobs they admit join the queue anew
             for job_id in ids:
-                self._unlock(job_id, self._recs.pop(job_id))
-            self._ready.pop(queue, None)
+                rec = self._recs.pop(job_id)
+                self._unlock(job_id, rec)
+                self._let_go(job_id, rec)
         return len(ids)
 
     def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
@@ -449,6 +507,18 @@ class MemoryAdapter(Adapter):
 
     def rate_uses(self, limit: int = 1000) -> list[RateUse]:
         return self._rates.uses(limit)
+
+    def concurrency_uses(self, limit: int = 1000) -> list[ConcurrencyUse]:
+        with self._cond:
+            uses = []
+            for key in sorted(set(self._slots) | set(self._blocked)):
+                holders = sorted(i for i in self._slots.get(key, ()) if (r := self._recs.get(i)) is not None
+                                 and r.state in ("ready", "running"))
+                blocked = [i for i in self._blocked.get(key, ()) if i in self._recs]
+                some = self._recs.get((holders or blocked or [""])[0])
+                if holders or blocked:
+                    uses.append(ConcurrencyUse(key, some.slot[1] if some and some.slot else 0, holders, len(blocked)))
+        return uses[:limit]
 
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         now = self.clock()

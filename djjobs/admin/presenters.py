@@ -16,7 +16,7 @@ from ..masking import masked
 
 #: Characters of a stored payload shown on the job page.
 MAX_PAYLOAD_CHARS = 200_000
-from ..adapters.base import JobRecord
+from ..adapters.base import JobRecord, concurrency_slot
 
 def when(ts: Any) -> datetime | None:
     """A stored timestamp as a datetime; None when there is none or it is no time at all
@@ -47,6 +47,7 @@ def row(record: JobRecord) -> dict:
         "attempts": env.executions if env else 0, "error_class": text(error.get("class")).rsplit(".", 1)[-1],
         "error_message": short(text(error.get("message")), 160), "at": when(record.at),
         "enqueued_at": when(env.enqueued_at) if env else None,
+        "concurrency_key": text((concurrency_slot(env) or ("",))[0]),
     }
 
 

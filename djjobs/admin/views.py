@@ -28,10 +28,10 @@ from . import inputs, presenters
 from .charts import history_svg
 from .inputs import InvalidInput
 
-STATES = {"scheduled": "Scheduled", "retry": "Retries", "dead": "Dead"}
+STATES = {"scheduled": "Scheduled", "retry": "Retries", "blocked": "Blocked", "dead": "Dead"}
 PER_PAGE = 25
 LIMITS_SHOWN = 500
-ACTIONS = {"scheduled": ("retry_now", "delete"), "retry": ("retry_now", "kill", "delete"),
+ACTIONS = {"scheduled": ("retry_now", "delete"), "retry": ("retry_now", "kill", "delete"), "blocked": ("delete",),
            "dead": ("retry_now", "delete", "retry_all")}
 LABELS = {"retry_now": "Retry now", "delete": "Delete", "kill": "Kill (move to dead)", "retry_all": "Retry all"}
 
@@ -134,7 +134,7 @@ def stats(request, site):
     require_view(request)
     c = get_adapter().counts()
     return JsonResponse({k: getattr(c, k) for k in ("processed", "failed", "processed_today", "failed_today",
-                                                    "enqueued", "scheduled", "retry", "dead", "busy")} | {"at": time.time()})
+                                                    "enqueued", "scheduled", "retry", "dead", "busy", "blocked")} | {"at": time.time()})
 
 
 def queues(request, site):
@@ -304,7 +304,8 @@ def limits(request, site):
     rates = [{"key": r.key, "limit": r.limit, "period": r.period, "used": r.used,
               "percent": round(100 * r.used / r.limit)} for r in adapter.rate_uses(LIMITS_SHOWN)]
     return render(request, site, "limits.html", "Limits", "limits", holds=rows,
-                  holds_truncated=len(holds) > LIMITS_SHOWN, rates=rates)
+                  holds_truncated=len(holds) > LIMITS_SHOWN, rates=rates,
+                  slots=adapter.concurrency_uses(LIMITS_SHOWN))
 
 
 @require_POST

@@ -8,11 +8,8 @@ Promises (beyond the contract in ``adapters/base.py``):
 - A claim commits before ``fetch`` returns; no transaction is held while a job runs.
 - Every state change of a claimed job is fenced by its lease token, so a worker
   whose lease expired cannot ack, retry or kill a job someone else now runs.
-- Unique jobs: the key is a column under a partial unique index (rows with a key only,
-  so other jobs pay nothing). An enqueue first frees the key from a row that no longer
-  holds it (finished, dead, expired, or started with ``until`` "start"), then inserts with
-  ``ON CONFLICT DO NOTHING``: two concurrent enqueues cannot both store, and a rolled-back
-  enqueue leaves nothing behind, since the key lives in the job's own row.
+- Unique jobs, concurrency slots and rate windows live in the job rows and two small
+  tables (``flow.py`` says how each stays atomic).
 - Finished jobs are kept ``FINISHED_RETENTION_SECONDS`` (state ``finished``) and
   pruned by the worker in small batches; dead jobs are capped by ``DEAD_MAX_JOBS``
   and ``DEAD_MAX_DAYS``.
@@ -30,11 +27,12 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from ...envelope import Envelope
 from ...errors import EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo, decode_or_none,
-                    fenced_claim, recover_orphans, split_token, unique_lock)
+from ..base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo,
+                    concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock)
+from . import flow
 from .dialects import dialect_for
 
-ACTIVE = ("ready", "scheduled", "retry", "running", "dead")
+ACTIVE = ("ready", "scheduled", "retry", "running", "blocked", "dead")
 COLUMNS = ("job_id, job_name, queue, priority, state, position, run_at, enqueued_at, updated_at, attempts, error, "
            "payload")
 INSERT = f"INSERT INTO djjobs_job ({COLUMNS}) VALUES "
@@ -42,15 +40,7 @@ ROW_FIELDS = 12
 ROW = "(" + ", ".join(["%s"] * ROW_FIELDS) + ")"
 TICK_CLAIM_SECONDS = 8 * 86400
 PRUNE_BATCH = 1000
-UNIQUE_INSERT = (f"INSERT INTO djjobs_job ({COLUMNS}, unique_key, unique_expires, unique_start) VALUES "
-                 f"({', '.join(['%s'] * (ROW_FIELDS + 3))}) "
-                 "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING job_id")
-#: Rows whose key another enqueue may take: the job no longer holds it (contract: base.py).
-UNIQUE_STALE = ("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s AND (unique_expires <= %s "
-                "OR state NOT IN ('ready', 'scheduled', 'retry', 'running') OR (state = 'running' AND unique_start))")
-UNIQUE_HELD = ("unique_key IS NOT NULL AND unique_expires > %s AND (state IN ('ready', 'scheduled', 'retry') "
-               "OR (state = 'running' AND NOT unique_start))")
-UNIQUE_ATTEMPTS = 5
+SINGLE_INSERT = flow.insert_sql(COLUMNS, ROW_FIELDS)
 
 
 
@@ -120,17 +110,19 @@ class DatabaseAdapter(Adapter):
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         """One multi-row INSERT per 500 jobs, all in one transaction (the caller's, if any);
-        unique jobs one INSERT each, in that same transaction."""
+        jobs with flow control (a uniqueness or concurrency key) one INSERT each, in that
+        same transaction, their concurrency keys locked first (flow.py)."""
         now = self.clock()
-        rows, unique = [], []
+        rows, single = [], []
         for env in envelopes:
-            row, lock = self._row(env, self.encode(env), now), unique_lock(env) if env.meta else None
-            if lock is None:
+            row = self._row(env, self.encode(env), now)
+            lock, slot = (unique_lock(env), concurrency_slot(env)) if env.meta else (None, None)
+            if lock is None and slot is None:
                 rows.append(row)
             else:
-                unique.append((row + [lock.key, lock.expires, lock.until == "start"], lock))
+                single.append((row + flow.flow_values(lock, slot), lock, slot))
         queues = {env.queue for env in envelopes}
-        if not unique:
+        if not single:
             self._insert(rows, queues)
             return {}
         duplicates: dict[str, str] = {}
@@ -140,38 +132,14 @@ class DatabaseAdapter(Adapter):
                 if rows:
                     self._write(rows, queues)
                 with self.cursor() as cursor:
-                    for row, lock in unique:
-                        holder = self._insert_unique(cursor, row, lock, now)
+                    flow.lock_keys(cursor, [slot for _, _, slot in single if slot])
+                    for row, lock, slot in single:
+                        holder = flow.insert_single(cursor, SINGLE_INSERT, row, lock, slot, now)
                         if holder is not None:
                             duplicates[row[0]] = holder
                     self.dialect.notify(cursor, queues)
-        self._insert(rows + [row for row, _ in unique], queues, write)
+        self._insert(rows + [row for row, _, _ in single], queues, write)
         return duplicates
-
-    def _insert_unique(self, cursor, row: list, lock, now: float) -> str | None:
-        """Store one unique job unless its key is held; the holder's id if it is. Each try
-        frees the key from a row that no longer holds it (and, for "replace", deletes a
-        holder that has not started or takes the key from a running one) and inserts; a
-        conflict with a holder that is gone by the time it is read tries again."""
-        key = lock.key
-        for _ in range(UNIQUE_ATTEMPTS):
-            cursor.execute(UNIQUE_STALE, [key, now])
-            if lock.conflict == "replace":
-                cursor.execute("DELETE FROM djjobs_job WHERE unique_key = %s AND state IN ('ready', 'scheduled', "
-                               "'retry')", [key])
-                cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s AND state = 'running'",
-                               [key])
-            cursor.execute(UNIQUE_INSERT, row)
-            if cursor.fetchone() is not None:
-                return None
-            if lock.conflict == "replace":
-                continue  # a concurrent enqueue stored one meanwhile: replace it in turn
-            cursor.execute("SELECT job_id FROM djjobs_job WHERE unique_key = %s", [key])
-            found = cursor.fetchone()
-            if found is not None:
-                return found[0]
-        raise EnqueueError(f"Could not store job {row[0]}: its uniqueness key {key!r} changed hands "
-                           f"{UNIQUE_ATTEMPTS} times while it was being stored; enqueue it again.")
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
         env = decode_or_none(raw)
@@ -231,7 +199,9 @@ class DatabaseAdapter(Adapter):
     def fetch(self, queues: Sequence[str], limit: int, timeout: float, worker_id: str, *,
               complete: Sequence[Claim] = ()) -> list[Claim]:
         """On PostgreSQL the acknowledgement of ``complete`` and the first claim are one
-        statement (data-modifying CTEs): one round trip per worker batch."""
+        statement (data-modifying CTEs): one round trip per worker batch. (Concurrency-limited
+        jobs are acknowledged first, each key's blocked jobs admitted in that transaction.)"""
+        complete = self._complete_limited(complete)
         if complete and not (self.dialect.folds_statements and queues and limit > 0):
             self.complete(complete)
             complete = ()
@@ -307,11 +277,16 @@ class DatabaseAdapter(Adapter):
         where, fence = "job_id = %s AND lease_token = %s AND state = 'running'", [job_id, token]
         if expired_before is not None:
             where, fence = f"{where} AND lease_until < %s", [*fence, expired_before]
+        slot = concurrency_slot(envelope or claim.envelope) if state != "ready" else None
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            if slot is not None:  # it lets its slot go: the key's oldest blocked job takes it
+                flow.lock_keys(cursor, [slot])
             cursor.execute(f"UPDATE djjobs_job SET {', '.join(sets)} WHERE {where}", [*params, *fence])
             moved = cursor.rowcount == 1
             if moved and failed is not None:
                 self._count(cursor, failed, 1, now)
+            if moved and slot is not None:
+                self._unblock(cursor, [slot], now)
         return moved
 
     def _count(self, cursor, failed: bool, n: int, now: float) -> None:
@@ -321,7 +296,30 @@ class DatabaseAdapter(Adapter):
                        f"ON CONFLICT (day) DO UPDATE SET {column} = djjobs_dailystat.{column} + %s",
                        [day, 0 if failed else n, n if failed else 0, n])
 
+    def _complete_limited(self, claims: Sequence[Claim]) -> Sequence[Claim]:
+        """Acknowledge the concurrency-limited ones of ``claims`` in one transaction that
+        locks their keys, finishes them and admits each key's oldest blocked jobs; return
+        the others."""
+        limited = [(c, slot) for c in claims if (slot := concurrency_slot(c.envelope))]
+        if not limited:
+            return claims
+        now = self.clock()
+        sql, params = self._finish_sql([c for c, _ in limited], now)
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            flow.lock_keys(cursor, [slot for _, slot in limited])
+            cursor.execute(sql, params)
+            if cursor.rowcount:
+                self._count(cursor, False, cursor.rowcount, now)
+            self._unblock(cursor, [slot for _, slot in limited], now)
+        return [c for c in claims if not concurrency_slot(c.envelope)]
+
+    def _unblock(self, cursor, slots, now: float) -> None:
+        admitted = sum(flow.unblock(cursor, key, limit, now, self._us(now)) for key, limit in sorted(set(slots)))
+        if admitted:
+            self.dialect.notify(cursor, {"*"})
+
     def complete(self, claims: Sequence[Claim]) -> None:
+        claims = self._complete_limited(claims)
         if not claims:
             return
         now = self.clock()
@@ -407,11 +405,25 @@ class DatabaseAdapter(Adapter):
         return move
 
     def promote_due(self) -> int:
+        """Due jobs to their queues in one statement; those with a concurrency key then take
+        a slot or are blocked (flow.py), and keys with blocked jobs admit them into slots freed
+        without an outcome (flow.repair)."""
         now = self.clock()
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            # keys locked before the rows, the order of every other step (no deadlock)
+            cursor.execute("SELECT DISTINCT concurrency_key, concurrency_limit FROM djjobs_job WHERE state IN "
+                           "('scheduled', 'retry') AND run_at <= %s AND concurrency_key IS NOT NULL", [now])
+            flow.lock_keys(cursor, cursor.fetchall())
             cursor.execute("UPDATE djjobs_job SET state = 'ready', position = %s, updated_at = %s "
-                           "WHERE state IN ('scheduled', 'retry') AND run_at <= %s", [self._us(now), now, now])
-            return cursor.rowcount
+                           "WHERE state IN ('scheduled', 'retry') AND run_at <= %s "
+                           "RETURNING id, concurrency_key, concurrency_limit", [self._us(now), now, now])
+            promoted = cursor.fetchall()
+            limited = sorted((row_id, key, limit) for row_id, key, limit in promoted if key is not None)
+            if limited:
+                flow.admit_rows(cursor, limited, now, self._us(now))
+            if flow.repair(cursor, now, self._us(now)):
+                self.dialect.notify(cursor, {"*"})
+            return len(promoted)
 
     def prune(self) -> int:
         """Delete finished jobs past their retention and dead jobs past the caps, in small batches."""
@@ -490,7 +502,8 @@ class DatabaseAdapter(Adapter):
         today = stats.filter(day=dt.date.fromtimestamp(self.clock()).isoformat()).first()
         return Counts(totals["p"] or 0, totals["f"] or 0, today.processed if today else 0,
                       today.failed if today else 0, by_state.get("ready", 0), by_state.get("scheduled", 0),
-                      by_state.get("retry", 0), by_state.get("dead", 0), by_state.get("running", 0))
+                      by_state.get("retry", 0), by_state.get("dead", 0), by_state.get("running", 0),
+                      by_state.get("blocked", 0))
 
     def queues(self) -> list[QueueInfo]:
         from django.db.models import Count, Min
@@ -530,7 +543,8 @@ class DatabaseAdapter(Adapter):
             rows = rows.filter(job_name=job)
         if search:
             rows = self._search(rows, search)
-        order = {"dead": ("-updated_at", "-id"), "scheduled": ("run_at", "id"), "retry": ("run_at", "id")}
+        order = {"dead": ("-updated_at", "-id"), "scheduled": ("run_at", "id"), "retry": ("run_at", "id"),
+                 "blocked": ("concurrency_key", "position", "id")}
         rows = rows.order_by(*order.get(state, ("-priority", "position", "id")))
         start = (page - 1) * per_page
         return Page([self._record(r) for r in rows[start:start + per_page]], rows.count(), page, per_page)
@@ -560,8 +574,22 @@ class DatabaseAdapter(Adapter):
 
     def retry_now(self, job_ids: Iterable[str]) -> int:
         now = self.clock()
-        return self._jobs().filter(job_id__in=self._ids(job_ids), state__in=("scheduled", "retry", "dead")).update(
-            state="ready", position=self._us(now), run_at=None, updated_at=now)
+        ids = self._ids(job_ids)
+        if not ids:
+            return 0
+        marks = ", ".join(["%s"] * len(ids))
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute(f"SELECT DISTINCT concurrency_key, concurrency_limit FROM djjobs_job WHERE job_id IN ({marks}) "
+                           "AND concurrency_key IS NOT NULL", ids)
+            flow.lock_keys(cursor, cursor.fetchall())  # before the rows, as every other step
+            cursor.execute(f"UPDATE djjobs_job SET state = 'ready', position = %s, run_at = NULL, updated_at = %s "
+                           f"WHERE job_id IN ({', '.join(['%s'] * len(ids))}) AND state IN ('scheduled', 'retry', "
+                           "'dead') RETURNING id, concurrency_key, concurrency_limit", [self._us(now), now, *ids])
+            moved = cursor.fetchall()
+            limited = sorted((row_id, key, limit) for row_id, key, limit in moved if key is not None)
+            if limited:
+                flow.admit_rows(cursor, limited, now, self._us(now))
+        return len(moved)
 
     def kill_now(self, job_ids: Iterable[str]) -> int:
         moved = self._jobs().filter(job_id__in=self._ids(job_ids), state__in=("scheduled", "retry")).update(
@@ -570,31 +598,31 @@ class DatabaseAdapter(Adapter):
         return moved
 
     def delete(self, job_ids: Iterable[str]) -> int:
-        return self._jobs().filter(job_id__in=self._ids(job_ids),
-                                   state__in=("ready", "scheduled", "retry", "dead")).delete()[0]
+        ids = self._ids(job_ids)
+        return self._delete_where(f"job_id IN ({', '.join(['%s'] * len(ids))}) AND state IN ('ready', 'scheduled', "
+                                  "'retry', 'blocked', 'dead')", ids) if ids else 0
 
     def clear(self, queue: str) -> int:
         if not self._storable(queue):
             return 0
-        return self._jobs().filter(queue=queue, state="ready").delete()[0]
+        return self._delete_where("queue = %s AND state = 'ready'", [queue])
 
-    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
-        """One short transaction: the upsert locks the key's row (PostgreSQL: concurrent
-        callers wait for it; SQLite: one writer at a time), then the window is read,
-        pruned and written back."""
+    def _delete_where(self, where: str, params: list) -> int:
+        """Delete jobs, and give the concurrency slots they held to their keys' blocked jobs."""
         now = self.clock()
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            cursor.execute("INSERT INTO djjobs_ratewindow (name, rate_limit, period, starts) VALUES (%s, %s, %s, '[]') "
-                           "ON CONFLICT (name) DO UPDATE SET rate_limit = excluded.rate_limit, "
-                           "period = excluded.period RETURNING starts", [key, limit, period])
-            starts = [t for t in orjson.loads(cursor.fetchone()[0]) if t > now - period]
-            wait = 0.0
-            if len(starts) < limit:
-                starts.append(now)
-            else:
-                wait = sorted(starts)[len(starts) - limit] + period - now
-            cursor.execute("UPDATE djjobs_ratewindow SET starts = %s WHERE name = %s", [orjson.dumps(starts).decode(), key])
-        return wait
+            cursor.execute(f"SELECT DISTINCT concurrency_key, concurrency_limit FROM djjobs_job WHERE {where} "
+                           "AND concurrency_key IS NOT NULL", params)
+            slots = cursor.fetchall()
+            flow.lock_keys(cursor, slots)
+            cursor.execute(f"DELETE FROM djjobs_job WHERE {where}", params)
+            deleted = cursor.rowcount
+            self._unblock(cursor, slots, now)
+        return deleted
+
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            return flow.take_rate(cursor, key, limit, period, self.clock())
 
     def rate_uses(self, limit: int = 1000) -> list[RateUse]:
         from ...models import RateWindow
@@ -605,10 +633,23 @@ class DatabaseAdapter(Adapter):
                 uses.append(RateUse(row.name, row.rate_limit, row.period, used))
         return uses[:limit]
 
+    def concurrency_uses(self, limit: int = 1000) -> list[ConcurrencyUse]:
+        with self.cursor() as cursor:
+            cursor.execute("SELECT concurrency_key, job_id, state, concurrency_limit FROM djjobs_job WHERE concurrency_key "
+                           "IS NOT NULL AND state IN ('ready', 'running', 'blocked') ORDER BY concurrency_key, position, id")
+            uses: dict[str, ConcurrencyUse] = {}
+            for key, job_id, state, lim in cursor.fetchall():
+                use = uses.setdefault(key, ConcurrencyUse(key, lim, [], 0))
+                if state == "blocked":
+                    use.blocked += 1
+                else:
+                    use.holders.append(job_id)
+        return [uses[k] for k in sorted(uses)][:limit]
+
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         with self.cursor() as cursor:
             cursor.execute(f"SELECT unique_key, job_id, unique_expires, unique_start FROM djjobs_job "
-                           f"WHERE {UNIQUE_HELD} ORDER BY unique_key LIMIT %s", [self.clock(), limit])
+                           f"WHERE {flow.UNIQUE_HELD} ORDER BY unique_key LIMIT %s", [self.clock(), limit])
             return [UniqueHold(key, job_id, expires, "start" if start else "finish")
                     for key, job_id, expires, start in cursor.fetchall()]
 
@@ -616,7 +657,7 @@ class DatabaseAdapter(Adapter):
         if not self._storable(key):
             return False
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM djjobs_job WHERE unique_key = %s AND {UNIQUE_HELD}", [key, self.clock()])
+            cursor.execute(f"SELECT 1 FROM djjobs_job WHERE unique_key = %s AND {flow.UNIQUE_HELD}", [key, self.clock()])
             held = cursor.fetchone() is not None
             cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s", [key])
         return held

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -35,8 +36,8 @@ except ImportError:  # pragma: no cover - hiredis comes with djjobs[redis]
 
 from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo, decode_or_none,
-                    fenced_claim, recover_orphans, split_token, unique_lock)
+from ..base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo,
+                    concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock)
 from .keys import ANCHOR_SCORE, Keys
 
 logger = logging.getLogger("djjobs")
@@ -46,14 +47,22 @@ BATCH = 1000
 
 
 def _script(path: Path) -> str:
-    """A script's text, with the shared helpers it calls (scripts/lib/) in front, after
-    its shebang line if it has one: Redis 7 reads script flags (``#!lua flags=allow-oom``:
-    admitted at maxmemory) only from the very first line."""
+    """A script's text, with the shared helpers it calls (scripts/lib/: a file is included
+    when the script, or a helper included, calls one of its ``local function``s) in front,
+    in file-name order, after its shebang line if it has one: Redis 7 reads script flags
+    (``#!lua flags=allow-oom``: admitted at maxmemory) only from the very first line."""
     text = path.read_text()
     shebang, body = text.split("\n", 1) if text.startswith("#!") else ("", text)
-    helpers = [lib.read_text() for lib in sorted(SCRIPTS.joinpath("lib").glob("*.lua"))
-               if f"{lib.stem}(" in body]
-    return "\n".join([*filter(None, [shebang]), *helpers, body])
+    libs = {lib: lib.read_text() for lib in sorted(SCRIPTS.joinpath("lib").glob("*.lua"))}
+    names = {lib: re.findall(r"^local function (\w+)\(", code, re.M) for lib, code in libs.items()}
+    used, calling = set(), body
+    while True:
+        more = {lib for lib in libs if lib not in used and any(f"{n}(" in calling for n in names[lib])}
+        if not more:
+            break
+        used |= more
+        calling = "\n".join([body, *(libs[lib] for lib in used)])
+    return "\n".join([*filter(None, [shebang]), *(libs[lib] for lib in libs if lib in used), body])
 
 
 @dataclasses.dataclass(slots=True)
@@ -172,22 +181,24 @@ class RedisAdapter(Adapter):
         now = self.clock()
         limit = self.setting("MAX_PAYLOAD_BYTES")
         groups: dict[tuple, list] = {}
-        unique: list[tuple] = []  # one call each: the key is checked and the job stored in one step
+        single: list[tuple] = []  # flow control: one call each (a key checked or a slot taken with the store)
         for env in envelopes:
             raw = self.encode(env, limit)
             lock = unique_lock(env) if env.meta else None
-            if lock is not None:
-                head = (lock.key, repr(lock.expires), lock.until, lock.conflict, repr(now))
+            slot = concurrency_slot(env) if env.meta else None
+            if lock is not None or slot is not None:
+                head = (*((lock.key, repr(lock.expires), lock.until, lock.conflict) if lock else ("", "", "", "")),
+                        repr(now), *((slot[0], slot[1]) if slot else ("", 0)))
                 if env.run_at is not None and env.run_at > now:
-                    unique.append((env.queue, str(env.priority), "u1", *head, env.job_id, repr(env.run_at), raw))
+                    single.append((env.queue, str(env.priority), "x1", *head, env.job_id, repr(env.run_at), raw))
                 else:
-                    unique.append((env.queue, str(env.priority), "u", *head, env.job_id, raw))
+                    single.append((env.queue, str(env.priority), "x", *head, env.job_id, raw))
             elif env.run_at is not None and env.run_at > now:  # scheduled: (id, run_at, payload)
                 groups.setdefault((env.queue, str(env.priority), "1"), []).extend((env.job_id, repr(env.run_at), raw))
             else:  # ready: (id, payload)
                 groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
-                 for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)] + unique
+                 for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)] + single
         try:
             if len(calls) == 1:
                 try:
@@ -209,11 +220,11 @@ class RedisAdapter(Adapter):
             raise EnqueueError(f"Redis at {self.url} failed during the enqueue ({type(exc).__name__}: {exc}); "
                                "whether the job(s) were stored is unknown: check by job_id.") from exc
         failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
-        duplicates = {call[8]: r[1].decode() for call, r in zip(calls, results)  # a unique call's job id: index 8
+        duplicates = {call[10]: r[1].decode() for call, r in zip(calls, results)  # a single call's job id: index 10
                       if isinstance(r, list) and r and r[0] == b"dup"}
         if failed:
-            ids = [[call[8]] if call[2] in ("u", "u1") else call[3::3 if call[2] else 2]
-                   for call in calls]  # each call's job ids (its rows from index 3, a unique one's at 8)
+            ids = [[call[10]] if call[2] in ("x", "x1") else call[3::3 if call[2] else 2]
+                   for call in calls]  # each call's job ids (its rows from index 3, a single one's at 10)
             stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
             not_stored = [job_id for i, _ in failed for job_id in ids[i]]
             stored = [job_id for job_id in stored if job_id not in duplicates]
@@ -356,8 +367,9 @@ class RedisAdapter(Adapter):
         lease_until = self.clock() + self.setting("LEASE_SECONDS")
         acks = [v for c in complete for v in split_token(c)]
         keys = [v for c in complete if (lock := unique_lock(c.envelope)) for v in (lock.key, split_token(c)[0])]
+        slots = [split_token(c)[0] for c in complete if concurrency_slot(c.envelope)]
         result = self.run("fetch", repr(lease_until), token, limit if queues else 0, self._day(),
-                          len(complete), *acks, len(keys) // 2, *keys, *queues)
+                          len(complete), *acks, len(keys) // 2, *keys, len(slots), *slots, *queues)
         claims = []
         for i in range(0, len(result), 2):
             claims.append(fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until))
@@ -377,7 +389,9 @@ class RedisAdapter(Adapter):
         lock = unique_lock(envelope or claim.envelope) if target == "dead" else None
         extra = ("" if expired_before is None else repr(expired_before),
                  orjson.dumps(error) if error is not None and envelope is None else "")
-        if lock is not None:
+        if concurrency_slot(envelope or claim.envelope) is not None:
+            extra += (lock.key if lock is not None else "", "1")
+        elif lock is not None:
             extra += (lock.key,)
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
                              *extra))
@@ -534,7 +548,34 @@ class RedisAdapter(Adapter):
             values = pipe.execute()
         stats = [int(v or 0) for v in values[:4]]
         enqueued = sum(size for size, _ in self._sizes(self._queue_names()).values())
-        return Counts(*stats, enqueued, *values[4:])
+        return Counts(*stats, enqueued, *values[4:], sum(self._blocked_lengths().values()))
+
+    def _blocked_lengths(self) -> dict[str, int]:
+        """Blocked jobs per concurrency key in use."""
+        keys = [k.decode() for k in self.client.hkeys(self.keys.ckeys)]
+        if not keys:
+            return {}
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.llen(self.keys.blocked(key))
+            return dict(zip(keys, pipe.execute()))
+
+    def _blocked_page(self, queue: str | None, job: str | None, search: str | None, offset: int,
+                      per_page: int) -> tuple[int, list]:
+        """Blocked jobs, key by key in key order and FIFO within a key (at most SCAN_LIMIT
+        looked at), filtered here: the admin's listing, not a hot path."""
+        rows, needle = [], (search or "").encode().lower()
+        for key in sorted(self._blocked_lengths()):
+            ids = self.client.lrange(self.keys.blocked(key), 0, SCAN_LIMIT - len(rows))
+            payloads = self.client.hmget(self.keys.payloads, ids) if ids else []
+            for member, raw in zip(ids, payloads):
+                env = decode_or_none(raw) if raw else None
+                if raw is None or (queue and (env is None or env.queue != queue)) or \
+                        (job and (env is None or env.job != job)) or (needle and needle not in member.lower()
+                                                                      and needle not in raw.lower()):
+                    continue
+                rows.append((member, "", raw))
+        return len(rows), rows[offset:offset + per_page]
 
     def queues(self) -> list[QueueInfo]:
         now = self.clock()
@@ -556,7 +597,9 @@ class RedisAdapter(Adapter):
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
         offset = (page - 1) * per_page
-        if state in ("scheduled", "retry", "dead") and not (queue or job or search):
+        if state == "blocked":
+            total, rows = self._blocked_page(queue, job, search, offset, per_page)
+        elif state in ("scheduled", "retry", "dead") and not (queue or job or search):
             key = getattr(self.keys, state)
             total = self.client.zcard(key)
             rng = self.client.zrevrange if state == "dead" else self.client.zrange
@@ -629,6 +672,23 @@ class RedisAdapter(Adapter):
         if idle:
             self.client.hdel(self.keys.rates, *idle)
         return [RateUse(key, lim, period, n) for (key, lim, period), n in zip(specs, used) if n][:limit]
+
+    def concurrency_uses(self, limit: int = 1000) -> list[ConcurrencyUse]:
+        specs = sorted((k.decode(), int(v)) for k, v in self.client.hgetall(self.keys.ckeys).items())[:limit]
+        if not specs:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, _ in specs:
+                pipe.smembers(self.keys.slots(key))
+                pipe.llen(self.keys.blocked(key))
+            found = pipe.execute()
+        uses = []
+        for i, (key, lim) in enumerate(specs):
+            members = sorted(m.decode() for m in found[2 * i])
+            held = [r.job_id for r in map(self.get, members) if r is not None and r.state in ("ready", "running")]
+            if held or found[2 * i + 1]:
+                uses.append(ConcurrencyUse(key, lim, held, found[2 * i + 1]))
+        return uses
 
     def _unique_keys(self) -> list[str]:
         return [self.keys.unique, self.keys.payloads, self.keys.dead, self.keys.leases]

@@ -19,6 +19,10 @@
                                 only while that job holds it: scripts/lib/unique_holder.lua)
     P:rate:<key>          ZSET  rate-limit window: one member per start, by time (expires with its period)
     P:rates               HASH  rate-limit key -> "limit|period" (the admin's listing)
+    P:cjobs               HASH  job_id -> "<limit>|<a or b>|<key>" of every stored concurrency-limited job
+                                (b: blocked); P:slots:<key> SET of the ids holding its slots;
+                                P:blocked:<key> LIST of its blocked ids, FIFO; P:ckeys HASH key in use ->
+                                limit (scripts/lib/slots.lua)
     P:paused              SET   paused queue names
     P:workers             ZSET  worker_id by last heartbeat; P:worker:<id> STRING JSON info
     P:stat:processed|failed[:<day>]  counters (daily ones expire after 400 days)
@@ -44,6 +48,7 @@ class Keys:
         self.scheduled, self.retry, self.dead, self.running = f"{p}:scheduled", f"{p}:retry", f"{p}:dead", f"{p}:running"
         self.leases, self.paused, self.workers = f"{p}:leases", f"{p}:paused", f"{p}:workers"
         self.errors, self.unique, self.rates = f"{p}:errors", f"{p}:unique", f"{p}:rates"
+        self.cjobs, self.ckeys = f"{p}:cjobs", f"{p}:ckeys"
         self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
 
     def queue(self, name: str, priority: int | str) -> str:
@@ -63,6 +68,12 @@ class Keys:
 
     def tick(self, name: str, tick_at: float) -> str:
         return f"{self.prefix}:tick:{name}:{tick_at!r}"
+
+    def slots(self, key: str) -> str:
+        return f"{self.prefix}:slots:{key}"
+
+    def blocked(self, key: str) -> str:
+        return f"{self.prefix}:blocked:{key}"
 
     def rate(self, key: str) -> str:
         return f"{self.prefix}:rate:{key}"

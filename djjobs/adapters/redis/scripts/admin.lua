@@ -23,9 +23,12 @@ for i = 4, #ARGV do
     redis.call('ZREM', p .. ':' .. state, id)
     redis.call('HDEL', p .. ':errors', id)
     local prio, queue = split(id)
-    redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
-    redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
-    redis.call('SADD', p .. ':queues', queue)
+    local ckey, climit = cjob(p, id)
+    if not ckey or admit(p, id, ckey, climit) then  -- else blocked (lib/slots.lua)
+      redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, id)
+      redis.call('ZADD', p .. ':prios:' .. queue, -tonumber(prio), prio)
+      redis.call('SADD', p .. ':queues', queue)
+    end
     n = n + 1
   elseif action == 'kill' and (state == 'scheduled' or state == 'retry') then
     redis.call('ZREM', p .. ':' .. state, id)
@@ -41,6 +44,7 @@ for i = 4, #ARGV do
     redis.call('HDEL', p .. ':payloads', id)
     redis.call('HDEL', p .. ':meta', id)
     redis.call('HDEL', p .. ':errors', id)
+    let_go(p, id, true)
     n = n + 1
   end
 end

@@ -1,15 +1,17 @@
 #!lua flags=allow-oom
--- Delete every ready job of a queue. ARGV: prefix, queue.
+-- Delete every ready job of a queue. ARGV: prefix, queue. Their concurrency slots go to
+-- blocked jobs (lib/slots.lua), which join the queue afresh once it is emptied.
 local p, queue = ARGV[1], ARGV[2]
-local n = 0
+local ids = {}
 for _, prio in ipairs(redis.call('ZRANGE', p .. ':prios:' .. queue, 0, -1)) do
   local key = p .. ':q:' .. queue .. ':' .. prio
-  for _, id in ipairs(redis.call('LRANGE', key, 0, -1)) do
-    redis.call('HDEL', p .. ':payloads', id)
-    redis.call('HDEL', p .. ':meta', id)
-    n = n + 1
-  end
+  for _, id in ipairs(redis.call('LRANGE', key, 0, -1)) do ids[#ids + 1] = id end
   redis.call('DEL', key)
 end
 redis.call('DEL', p .. ':prios:' .. queue)
-return n
+for _, id in ipairs(ids) do
+  redis.call('HDEL', p .. ':payloads', id)
+  redis.call('HDEL', p .. ':meta', id)
+  let_go(p, id, true)
+end
+return #ids

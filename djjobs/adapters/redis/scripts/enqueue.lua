@@ -5,19 +5,21 @@
 -- entry: enqueue_raw's payload may not say where it belongs), then per job:
 --   ready: job_id, payload (pairs: the payload hash takes them as they come);
 --   scheduled: job_id, run_at, payload.
--- Unique jobs: mode 'u' (ready) or 'u1' (scheduled), then key, expires, until, conflict,
--- now, and ONE job as above: stored only if the key is free (lib/unique_holder.lua), in
+-- Jobs with flow control: mode 'x' (ready) or 'x1' (scheduled), then the uniqueness key (''
+-- for none), expires, until, conflict, now, the concurrency key ('' for none), its limit,
+-- and ONE job as above. Unique: stored only if the key is free (lib/unique_holder.lua), in
 -- this same step; else nothing is written and {'dup', holder id} is returned. Conflict
 -- 'replace' deletes a holder that is not running first (a running one keeps running, and
--- the new job takes the key).
+-- the new job takes the key). Concurrency: a ready job takes a slot or is stored blocked
+-- (lib/slots.lua), and is then neither queued nor handed off.
 -- A batch whose first job is stored already was stored by this same call, sent again
 -- after its reply was lost (RedisAdapter.run, redis-py's retries): it is not stored twice
 -- (its ids would be queued twice, and run twice). Returns 0 then.
 local p, queue, prio, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local base, scheduled = 5, mode == '1' or mode == 'u1'
-if mode == 'u' or mode == 'u1' then base = 10 end
+local base, scheduled = 5, mode == '1' or mode == 'x1'
+if mode == 'x' or mode == 'x1' then base = 12 end
 if redis.call('HEXISTS', p .. ':payloads', ARGV[base]) == 1 then return 0 end
-if base == 10 then
+if base == 12 and ARGV[5] ~= '' then
   local key, mode_u = ARGV[5], ARGV[7]
   local holder = unique_holder(unique_keys(p), key, tonumber(ARGV[9]))
   if holder then
@@ -31,9 +33,21 @@ if base == 10 then
       end
       redis.call('HDEL', p .. ':payloads', holder)
       redis.call('HDEL', p .. ':meta', holder)
+      let_go(p, holder, true)
     end
   end
   redis.call('HSET', p .. ':unique', key, ARGV[base] .. '|' .. ARGV[6] .. '|' .. mode_u)
+end
+if base == 12 and ARGV[10] ~= '' then
+  local id, ckey, climit = ARGV[base], ARGV[10], tonumber(ARGV[11])
+  if scheduled then
+    redis.call('HSET', p .. ':cjobs', id, climit .. '|a|' .. ckey)
+  elseif not admit(p, id, ckey, climit) then  -- blocked: stored with its place, not queued
+    redis.call('HSET', p .. ':payloads', id, ARGV[base + 1])
+    redis.call('HSET', p .. ':meta', id, prio .. '|' .. queue)
+    redis.call('SADD', p .. ':queues', queue)
+    return 1
+  end
 end
 local ids, zs = {}, {}
 if scheduled then

@@ -8,12 +8,16 @@
 -- Claim: queues in the order given, highest priority first, FIFO within a priority;
 -- skip paused queues. Each claimed job gets a lease (running: score = lease expiry)
 -- fenced by `token`.
--- Unique jobs among the acknowledged ones let go of their keys (lib/unique_release.lua).
+-- Unique jobs among the acknowledged ones let go of their keys (lib/unique_release.lua), and
+-- concurrency-limited ones of their slots, admitting blocked jobs (lib/slots.lua) in time
+-- for this same call to claim them.
 -- ARGV: prefix, lease_until, token, limit, day, n, then n pairs (job_id, token), then m,
--- then m pairs (uniqueness key, job_id) of acknowledged unique jobs, then queue...
+-- then m pairs (uniqueness key, job_id) of acknowledged unique jobs, then c, then the ids
+-- of c acknowledged concurrency-limited jobs, then queue...
 local p, lease_until, token, limit, day = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local acks_end = 6 + 2 * tonumber(ARGV[6])
 local keys_end = acks_end + 1 + 2 * tonumber(ARGV[acks_end + 1])
+local slots_end = keys_end + 1 + tonumber(ARGV[keys_end + 1])
 
 -- The same call sent again after its reply was lost (RedisAdapter.run): return what it
 -- claimed the first time (leased with this token at exactly this expiry) instead of a
@@ -64,10 +68,13 @@ if acks_end > 6 then
   for i = acks_end + 2, keys_end, 2 do
     if seen[ARGV[i + 1]] then unique_release(p .. ':unique', ARGV[i], ARGV[i + 1]) end
   end
+  for i = keys_end + 2, slots_end do
+    if seen[ARGV[i]] then let_go(p, ARGV[i], true) end
+  end
 end
 
 local out, got, leases, running = {}, 0, {}, {}
-for qi = keys_end + 1, #ARGV do
+for qi = slots_end + 1, #ARGV do
   if got >= limit then break end
   local queue = ARGV[qi]
   if redis.call('SISMEMBER', p .. ':paused', queue) == 0 then

@@ -6,7 +6,8 @@
 -- then optional: expired_before (lease recovery: the lease must still end before it, so a
 -- renewal that landed after recovery read the expired leases wins; '' for none), and an
 -- error (JSON) stored in P:errors beside a payload kept as it was (target 'dead' only), and
--- the job's uniqueness key, let go when it goes to the dead set (lib/unique_release.lua).
+-- the job's uniqueness key, let go when it goes to the dead set (lib/unique_release.lua), and
+-- '1' for a concurrency-limited job: any target but 'front' lets its slot go (lib/slots.lua).
 local p, id, token, target, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local payload, queue, prio, count, day = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if redis.call('HGET', p .. ':leases', id) ~= token then return 0 end
@@ -33,6 +34,7 @@ else
   if target == 'dead' and ARGV[12] and ARGV[12] ~= '' then redis.call('HSET', p .. ':errors', id, ARGV[12]) end
   if target == 'dead' and ARGV[13] and ARGV[13] ~= '' then unique_release(p .. ':unique', ARGV[13], id) end
 end
+if target ~= 'front' and ARGV[14] == '1' then let_go(p, id, false) end
 if count ~= '' then
   redis.call('INCRBY', p .. ':stat:' .. count, 1)
   redis.call('INCRBY', p .. ':stat:' .. count .. ':' .. day, 1)

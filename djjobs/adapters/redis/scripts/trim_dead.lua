@@ -14,5 +14,6 @@ for _, id in ipairs(doomed) do
   redis.call('HDEL', p .. ':payloads', id)
   redis.call('HDEL', p .. ':meta', id)
   redis.call('HDEL', p .. ':errors', id)
+  redis.call('HDEL', p .. ':cjobs', id)
 end
 return #doomed
