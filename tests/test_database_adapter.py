@@ -285,3 +285,22 @@ def test_cron_tick_claims_are_pruned_after_eight_days(alias, clock):
     clock.advance(8 * 86400 + 3601)
     adapter.prune()
     assert CronTick.objects.using(alias).count() == 0
+
+
+def test_the_hourly_prune_drops_concurrency_keys_and_rate_windows_no_longer_used(alias):
+    from djjobs.models import ConcurrencyKey, RateWindow
+    adapter = DatabaseAdapter({"DATABASE": alias})
+    job = Envelope(job="tests.jobs.EchoJob", meta={"concurrency": {"key": "k", "limit": 1}})
+    adapter.enqueue(job)
+    adapter.take_rate("old", 1, 1.0, "m")
+    adapter.take_rate("current", 1, 3600.0, "m")
+    adapter._ticks_pruned_at = 0
+    adapter.prune()
+    assert ConcurrencyKey.objects.using(alias).filter(name="k").exists()  # its job is still queued
+    [claim] = adapter.fetch(["default"], 1, 0, "w")
+    adapter.complete([claim])
+    adapter.clock = lambda: time.time() + 5  # "old"'s 1-s window is past
+    adapter._ticks_pruned_at = 0
+    adapter.prune()
+    assert not ConcurrencyKey.objects.using(alias).exists()
+    assert list(RateWindow.objects.using(alias).values_list("name", flat=True)) == ["current"]

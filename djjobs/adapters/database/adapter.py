@@ -435,6 +435,22 @@ class DatabaseAdapter(Adapter):
         deleted = jobs.filter(id__in=ids).delete()[0] if ids else 0
         return deleted + self._trim_dead() + self._prune_ticks(now)
 
+    def _prune_flow(self, now: float) -> int:
+        """Concurrency keys no job uses any more, and rate windows with no start in their
+        period (each key is one row however long it lives: only keys no longer used are
+        dropped). Hourly, with the tick claims."""
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute("DELETE FROM djjobs_concurrencykey WHERE NOT EXISTS (SELECT 1 FROM djjobs_job WHERE "
+                           "concurrency_key = djjobs_concurrencykey.name AND state IN ('ready', 'scheduled', 'retry', "
+                           "'running', 'blocked', 'dead'))")
+            keys = cursor.rowcount
+            cursor.execute("SELECT name, period, starts FROM djjobs_ratewindow")
+            idle = [name for name, period, starts in cursor.fetchall()
+                    if not any(t > now - period for t in orjson.loads(starts))][:PRUNE_BATCH]
+            if idle:
+                cursor.execute(f"DELETE FROM djjobs_ratewindow WHERE name IN ({', '.join(['%s'] * len(idle))})", idle)
+        return keys + len(idle)
+
     def _prune_ticks(self, now: float) -> int:
         """Cron tick claims older than TICK_CLAIM_SECONDS (8 days, as Redis keeps them), at
         most once an hour per process: a claim only has to outlive the schedulers' race for
@@ -443,6 +459,7 @@ class DatabaseAdapter(Adapter):
         if now - self._ticks_pruned_at < 3600:
             return 0
         self._ticks_pruned_at = now
+        self._prune_flow(now)
         ticks = CronTick.objects.using(self.alias)
         ids = list(ticks.filter(claimed_at__lt=now - TICK_CLAIM_SECONDS).values_list("id", flat=True)[:PRUNE_BATCH])
         return ticks.filter(id__in=ids).delete()[0] if ids else 0
