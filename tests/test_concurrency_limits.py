@@ -1,6 +1,8 @@
 """Concurrency limits through the public API and with real worker processes (the adapter
 contract is in tests/conformance/test_concurrency.py)."""
 import collections
+import os
+import signal
 import time
 
 import pytest
@@ -11,7 +13,7 @@ from djjobs.checks import check_job_classes
 from djjobs.concurrency import slot_of
 from tests.fixtures.worker import wait_for
 from tests.jobs import record
-from tests.worker_jobs import LimitedRecordJob
+from tests.worker_jobs import LimitedRecordJob, SoloRecordJob
 
 
 class ChargeJob(Job):
@@ -108,3 +110,27 @@ def test_two_at_once_per_key_across_two_processes(backend, start_worker, tmp_pat
         assert all(abs(order.index(f"{group}{i:03d}") - i) <= 1 for i in range(100)), order
     wait_for(lambda: backend.adapter.counts().blocked == 0 and not backend.adapter.concurrency_uses(), 10,
              "every slot let go")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_sigkilled_holder_keeps_its_slot_until_recovery_and_then_hands_it_on(backend, start_worker, tmp_path):
+    """Limit 1. The holder's worker dies with its supervisor (nothing settles its claim): the
+    next job stays blocked while the dead worker's lease runs out, lease recovery queues the
+    holder again with its slot, it runs again (quickly: it sleeps on its first run only), and
+    only that outcome admits the next job."""
+    trace = tmp_path / "trace"
+    with use_adapter(backend.adapter):
+        SoloRecordJob.perform_later(str(trace), "solo", "holder", 60)
+        first = start_worker("-c", "2")
+        wait_for(lambda: trace.exists() and "start solo holder" in trace.read_text(), 60, "the holder to start")
+        follower = SoloRecordJob.perform_later(str(trace), "solo", "next", 0)
+    assert backend.adapter.get(follower.job_id).state == "blocked"
+    for pid in [first.proc.pid, *first.children()]:  # the supervisor first: nothing settles the claim
+        os.kill(pid, signal.SIGKILL)
+    first.proc.wait(10)
+    assert backend.adapter.get(follower.job_id).state == "blocked"  # the dead holder still holds the slot
+    start_worker("-c", "2")
+    wait_for(lambda: "end solo next" in trace.read_text(), 60, "the follower to run after the holder's re-run")
+    events = [f[0] + " " + f[2] for f in (line.split() for line in trace.read_text().splitlines())]
+    assert events == ["start holder", "start holder", "end holder", "start next", "end next"]
