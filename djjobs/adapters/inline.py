@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..envelope import Envelope
 from .base import Adapter, Counts, JobRecord, Page
-from .memory import LocalRates, LocalResults
+from .local import LocalRates, LocalResults
 
 
 class InlineAdapter(Adapter):

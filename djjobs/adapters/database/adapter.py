@@ -27,8 +27,8 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from ...envelope import Envelope
 from ...errors import EnqueueError
-from ..base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo,
-                    concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock)
+from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, concurrency_slot, decode_or_none,
+                    fenced_claim, recover_orphans, split_token, unique_lock)
 from . import flow
 from .dialects import dialect_for
 
@@ -70,7 +70,7 @@ def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | N
     return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
-class DatabaseAdapter(Adapter):
+class DatabaseAdapter(flow.DatabaseFlow, Adapter):
     name = "database"
     transactional_enqueue = True
     durable = True
@@ -435,22 +435,6 @@ class DatabaseAdapter(Adapter):
         deleted = jobs.filter(id__in=ids).delete()[0] if ids else 0
         return deleted + self._trim_dead() + self._prune_ticks(now)
 
-    def _prune_flow(self, now: float) -> int:
-        """Concurrency keys no job uses any more, and rate windows with no start in their
-        period (each key is one row however long it lives: only keys no longer used are
-        dropped). Hourly, with the tick claims."""
-        with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            cursor.execute("DELETE FROM djjobs_concurrencykey WHERE NOT EXISTS (SELECT 1 FROM djjobs_job WHERE "
-                           "concurrency_key = djjobs_concurrencykey.name AND state IN ('ready', 'scheduled', 'retry', "
-                           "'running', 'blocked', 'dead'))")
-            keys = cursor.rowcount
-            cursor.execute("SELECT name, period, starts FROM djjobs_ratewindow")
-            idle = [name for name, period, starts in cursor.fetchall()
-                    if not any(t > now - period for t in orjson.loads(starts))][:PRUNE_BATCH]
-            if idle:
-                cursor.execute(f"DELETE FROM djjobs_ratewindow WHERE name IN ({', '.join(['%s'] * len(idle))})", idle)
-        return keys + len(idle)
-
     def _prune_ticks(self, now: float) -> int:
         """Cron tick claims older than TICK_CLAIM_SECONDS (8 days, as Redis keeps them), at
         most once an hour per process: a claim only has to outlive the schedulers' race for
@@ -636,48 +620,6 @@ class DatabaseAdapter(Adapter):
             deleted = cursor.rowcount
             self._unblock(cursor, slots, now)
         return deleted
-
-    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
-        with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            return flow.take_rate(cursor, key, limit, period, self.clock())
-
-    def rate_uses(self, limit: int = 1000) -> list[RateUse]:
-        from ...models import RateWindow
-        now, uses = self.clock(), []
-        for row in RateWindow.objects.using(self.alias).order_by("name")[:limit * 2]:
-            used = sum(1 for t in orjson.loads(row.starts) if t > now - row.period)
-            if used:
-                uses.append(RateUse(row.name, row.rate_limit, row.period, used))
-        return uses[:limit]
-
-    def concurrency_uses(self, limit: int = 1000) -> list[ConcurrencyUse]:
-        with self.cursor() as cursor:
-            cursor.execute("SELECT concurrency_key, job_id, state, concurrency_limit FROM djjobs_job WHERE concurrency_key "
-                           "IS NOT NULL AND state IN ('ready', 'running', 'blocked') ORDER BY concurrency_key, position, id")
-            uses: dict[str, ConcurrencyUse] = {}
-            for key, job_id, state, lim in cursor.fetchall():
-                use = uses.setdefault(key, ConcurrencyUse(key, lim, [], 0))
-                if state == "blocked":
-                    use.blocked += 1
-                else:
-                    use.holders.append(job_id)
-        return [uses[k] for k in sorted(uses)][:limit]
-
-    def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
-        with self.cursor() as cursor:
-            cursor.execute(f"SELECT unique_key, job_id, unique_expires, unique_start FROM djjobs_job "
-                           f"WHERE {flow.UNIQUE_HELD} ORDER BY unique_key LIMIT %s", [self.clock(), limit])
-            return [UniqueHold(key, job_id, expires, "start" if start else "finish")
-                    for key, job_id, expires, start in cursor.fetchall()]
-
-    def release_unique(self, key: str) -> bool:
-        if not self._storable(key):
-            return False
-        with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM djjobs_job WHERE unique_key = %s AND {flow.UNIQUE_HELD}", [key, self.clock()])
-            held = cursor.fetchone() is not None
-            cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s", [key])
-        return held
 
     def pause(self, queue: str) -> None:
         from ...models import PausedQueue

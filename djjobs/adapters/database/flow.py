@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Iterable
 
 import orjson
+from django.db import transaction
 
 from ...errors import EnqueueError
+from ..base import ConcurrencyUse, RateUse, UniqueHold
 
 #: ``COLUMNS`` of the adapter, then these.
 FLOW_COLUMNS = "unique_key, unique_expires, unique_start, concurrency_key, concurrency_limit"
@@ -40,6 +42,7 @@ ANY_BLOCKED = "SELECT 1 FROM djjobs_job WHERE concurrency_key = %s AND state = '
 UNBLOCK = ("UPDATE djjobs_job SET state = 'ready', position = %s, updated_at = %s WHERE id IN (SELECT id FROM "
            "djjobs_job WHERE concurrency_key = %s AND state = 'blocked' ORDER BY position, id LIMIT %s)")
 REPAIR_KEYS = 200
+PRUNE = 1000  # idle rate windows deleted a pass
 
 
 def insert_sql(columns: str, fields: int) -> str:
@@ -161,3 +164,66 @@ def take_rate(cursor, key: str, limit: int, period: float, now: float) -> float:
         wait = sorted(starts)[len(starts) - limit] + period - now
     cursor.execute("UPDATE djjobs_ratewindow SET starts = %s WHERE name = %s", [orjson.dumps(starts).decode(), key])
     return wait
+
+
+class DatabaseFlow:
+    """Mixed into DatabaseAdapter (it uses ``alias``, ``cursor``, ``clock``, ``_storable``):
+    rate windows, the inspection of flow-control state, and its pruning."""
+
+    def _prune_flow(self, now: float) -> int:
+        """Concurrency keys no job uses any more, and rate windows with no start in their
+        period (each key is one row however long it lives: only keys no longer used are
+        dropped). Hourly, with the tick claims."""
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute("DELETE FROM djjobs_concurrencykey WHERE NOT EXISTS (SELECT 1 FROM djjobs_job WHERE "
+                           "concurrency_key = djjobs_concurrencykey.name AND state IN ('ready', 'scheduled', 'retry', "
+                           "'running', 'blocked', 'dead'))")
+            keys = cursor.rowcount
+            cursor.execute("SELECT name, period, starts FROM djjobs_ratewindow")
+            idle = [name for name, period, starts in cursor.fetchall()
+                    if not any(t > now - period for t in orjson.loads(starts))][:PRUNE]
+            if idle:
+                cursor.execute(f"DELETE FROM djjobs_ratewindow WHERE name IN ({', '.join(['%s'] * len(idle))})", idle)
+        return keys + len(idle)
+
+    def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            return take_rate(cursor, key, limit, period, self.clock())
+
+    def rate_uses(self, limit: int = 1000) -> list[RateUse]:
+        from ...models import RateWindow
+        now, uses = self.clock(), []
+        for row in RateWindow.objects.using(self.alias).order_by("name")[:limit * 2]:
+            used = sum(1 for t in orjson.loads(row.starts) if t > now - row.period)
+            if used:
+                uses.append(RateUse(row.name, row.rate_limit, row.period, used))
+        return uses[:limit]
+
+    def concurrency_uses(self, limit: int = 1000) -> list[ConcurrencyUse]:
+        with self.cursor() as cursor:
+            cursor.execute("SELECT concurrency_key, job_id, state, concurrency_limit FROM djjobs_job WHERE concurrency_key "
+                           "IS NOT NULL AND state IN ('ready', 'running', 'blocked') ORDER BY concurrency_key, position, id")
+            uses: dict[str, ConcurrencyUse] = {}
+            for key, job_id, state, lim in cursor.fetchall():
+                use = uses.setdefault(key, ConcurrencyUse(key, lim, [], 0))
+                if state == "blocked":
+                    use.blocked += 1
+                else:
+                    use.holders.append(job_id)
+        return [uses[k] for k in sorted(uses)][:limit]
+
+    def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
+        with self.cursor() as cursor:
+            cursor.execute(f"SELECT unique_key, job_id, unique_expires, unique_start FROM djjobs_job "
+                           f"WHERE {UNIQUE_HELD} ORDER BY unique_key LIMIT %s", [self.clock(), limit])
+            return [UniqueHold(key, job_id, expires, "start" if start else "finish")
+                    for key, job_id, expires, start in cursor.fetchall()]
+
+    def release_unique(self, key: str) -> bool:
+        if not self._storable(key):
+            return False
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM djjobs_job WHERE unique_key = %s AND {UNIQUE_HELD}", [key, self.clock()])
+            held = cursor.fetchone() is not None
+            cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s", [key])
+        return held
