@@ -117,7 +117,7 @@ class MemoryAdapter(Adapter):
         rec = self._recs.get(job_id)
         if rec is None or expires <= now or rec.unique != key:
             return None
-        if rec.state in ("ready", "scheduled", "retry") or (rec.state == "running" and until == "finish"):
+        if rec.state in ("ready", "scheduled", "retry", "blocked") or (rec.state == "running" and until == "finish"):
             return job_id
         return None
 

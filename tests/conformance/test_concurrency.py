@@ -150,3 +150,17 @@ def test_concurrency_uses_lists_holders_and_blocked(adapter):
     claim(adapter, 1)
     [use] = adapter.concurrency_uses()
     assert (use.key, use.limit, sorted(use.holders), use.blocked) == ("k", 2, sorted([jobs[0].job_id, jobs[1].job_id]), 1)
+
+
+def test_a_blocked_unique_job_holds_its_key(adapter):
+    """A job waiting for a concurrency slot is queued as far as its uniqueness key goes."""
+    def both(unique_key):
+        env = limited(limit=1)
+        env.meta["unique"] = {"key": unique_key, "expires": adapter.clock() + 600, "until": "finish",
+                              "conflict": "skip"}
+        return env
+    adapter.enqueue(both("u1"))
+    waiting = both("u2")
+    adapter.enqueue(waiting)
+    assert blocked_ids(adapter) == [waiting.job_id]
+    assert adapter.enqueue(both("u2")) == waiting.job_id
