@@ -143,3 +143,30 @@ def test_other_pages_render(page, live_server, adapter):
         page.goto(f"{live_server.url}/admin/djjobs/dashboard/{path}/")
         assert text in page.locator("table.djjobs").inner_text()
         shot(page, {"retry": "retries"}.get(path, path))
+
+
+def test_limits_page_releases_a_uniqueness_key(page, live_server, adapter):
+    """The Limits page in a browser: a held uniqueness key released by hand, concurrency keys
+    with their holders and blocked jobs, rate limits in use; the Blocked tab."""
+    import time
+    now = time.time()
+    for account in (7, 8):
+        adapter.enqueue(Envelope(job="tests.jobs.EchoJob", args=[account], meta={"unique": {
+            "key": f"sync:account:{account}", "expires": now + 3600, "until": "finish", "conflict": "skip"}}))
+    charges = [Envelope(job="tests.jobs.MailerJob", queue="mailers", args=[f"charge {n}"],
+                        meta={"concurrency": {"key": "account:42", "limit": 2}}) for n in range(5)]
+    adapter.enqueue_many(charges)
+    for _ in range(37):
+        adapter.take_rate("stripe", 100, 60.0, "m")
+    page.goto(f"{live_server.url}/admin/djjobs/dashboard/limits/")
+    assert "sync:account:7" in page.locator("#djjobs-unique").inner_text()
+    assert "3" in page.locator("#djjobs-concurrency").inner_text()
+    assert "37 %" in page.locator("#djjobs-rates").inner_text()
+    shot(page, "limits")
+    page.locator("#djjobs-unique tr", has_text="sync:account:7").locator("button").click()
+    page.wait_for_load_state()
+    assert "Released the uniqueness key" in page.content()
+    assert [h.key for h in adapter.unique_holds()] == ["sync:account:8"]
+    page.goto(f"{live_server.url}/admin/djjobs/dashboard/blocked/")
+    assert page.locator("table.djjobs tbody tr").count() == 3 and "account:42" in page.content()
+    shot(page, "blocked")
