@@ -127,8 +127,11 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
             return {}
         duplicates: dict[str, str] = {}
 
+        # One unique job (skip/raise) on its own needs no transaction: flow.insert_single
+        alone = not rows and len(single) == 1 and single[0][2] is None and single[0][1].conflict != "replace"
+
         def write(_rows, _queues) -> None:
-            with transaction.atomic(using=self.alias):
+            with contextlib.nullcontext() if alone else transaction.atomic(using=self.alias):
                 if rows:
                     self._write(rows, queues)
                 with self.cursor() as cursor:

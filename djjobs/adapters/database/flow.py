@@ -86,10 +86,12 @@ def unblock(cursor, key: str, limit: int, now: float, position: int) -> int:
 def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | None:
     """Store one job with flow control (its key locked if it has a concurrency key): blocked
     when it would be ready and no slot is free; not stored when its uniqueness key is held
-    (the holder's id is returned). Each try frees the key from a row that no longer holds
-    it (and, for "replace", deletes a holder that has not started or takes the key from a
-    running one) and inserts; a conflict with a holder that is gone by the time it is read
-    tries again."""
+    (the holder's id is returned). Each try inserts (for "replace", after deleting a holder
+    that has not started or taking the key from a running one); on a conflict it frees the
+    key from a row that no longer holds it and tries again, and a holder that is gone by the
+    time it is read tries again too. The common case, a free key, is one statement; without
+    a concurrency key or "replace" no step needs a transaction around it (each is atomic,
+    and freeing a key its row no longer holds changes nothing that matters)."""
     if slot is not None and row[4] == "ready" and not fits(cursor, *slot):
         row = [*row[:4], "blocked", *row[5:]]
     if lock is None:
@@ -98,7 +100,6 @@ def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | 
         return None
     key = lock.key
     for _ in range(UNIQUE_ATTEMPTS):
-        cursor.execute(UNIQUE_STALE, [key, now])
         if lock.conflict == "replace":
             cursor.execute("DELETE FROM djjobs_job WHERE unique_key = %s AND state IN ('ready', 'scheduled', "
                            "'retry', 'blocked') RETURNING concurrency_key, concurrency_limit", [key])
@@ -110,8 +111,9 @@ def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | 
         cursor.execute(sql, row)
         if cursor.fetchone() is not None:
             return None
-        if lock.conflict == "replace":
-            continue  # a concurrent enqueue stored one meanwhile: replace it in turn
+        cursor.execute(UNIQUE_STALE, [key, now])
+        if cursor.rowcount or lock.conflict == "replace":
+            continue  # freed from a row that no longer held it, or (replace) stored meanwhile: again
         cursor.execute("SELECT job_id FROM djjobs_job WHERE unique_key = %s", [key])
         found = cursor.fetchone()
         if found is not None:
