@@ -48,7 +48,7 @@ PRUNE = 1000  # idle rate windows deleted a pass
 def insert_sql(columns: str, fields: int) -> str:
     """One job row with its flow-control columns; a unique key already held inserts nothing."""
     return (f"INSERT INTO djjobs_job ({columns}, {FLOW_COLUMNS}) VALUES ({', '.join(['%s'] * (fields + FLOW_FIELDS))}) "
-            "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING job_id")
+            "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING")
 
 
 def flow_values(lock, slot) -> list:
@@ -96,7 +96,6 @@ def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | 
         row = [*row[:4], "blocked", *row[5:]]
     if lock is None:
         cursor.execute(sql, row)
-        cursor.fetchone()
         return None
     key = lock.key
     for _ in range(UNIQUE_ATTEMPTS):
@@ -109,7 +108,7 @@ def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | 
                     unblock(cursor, freed[0], freed[1], now, int(now * 1_000_000))
             cursor.execute("UPDATE djjobs_job SET unique_key = NULL WHERE unique_key = %s AND state = 'running'", [key])
         cursor.execute(sql, row)
-        if cursor.fetchone() is not None:
+        if cursor.rowcount == 1:  # stored (0: the key is held)
             return None
         cursor.execute(UNIQUE_STALE, [key, now])
         if cursor.rowcount or lock.conflict == "replace":
