@@ -50,12 +50,20 @@ def submit(jobs: list["Job"]) -> None:
     """Serialize every job (all or nothing), then store now or on commit."""
     envelopes = [job.to_envelope() for job in jobs]
     groups: dict[bool, list[Envelope]] = {}
+    unique: dict[str, "Job"] = {}
     for job, env in zip(jobs, envelopes):
         groups.setdefault(type(job).enqueue_after_commit, []).append(env)
-    unique = {env.job_id: job for job, env in zip(jobs, envelopes) if "unique" in env.meta}
+        if env.meta and "unique" in env.meta:
+            unique[env.job_id] = job
+    settle = _settler(unique) if unique else None
+    for after_commit, group in groups.items():
+        submit_envelopes(group, after_commit=after_commit, settle=settle)
 
+
+def _settler(unique: dict[str, "Job"]) -> "Callable[[dict[str, str]], None]":
+    """What to do with the duplicates the adapter reports: point each duplicate Job at the
+    job holding its key, and raise DuplicateJob for "raise" (after the others are stored)."""
     def settle(duplicates: dict[str, str]) -> None:
-        """Point each duplicate Job at the job holding its key; raise for "raise"."""
         refused = None
         for new_id, holder in duplicates.items():
             job = unique[new_id]
@@ -68,9 +76,7 @@ def submit(jobs: list["Job"]) -> None:
                                        job_id=holder, key=lock.key)
         if refused is not None:
             raise refused
-
-    for after_commit, group in groups.items():
-        submit_envelopes(group, after_commit=after_commit, settle=settle if unique else None)
+    return settle
 
 
 def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: "Adapter | None" = None,
@@ -78,14 +84,13 @@ def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: 
     """Store now, or once the caller's transactions commit; ``settle`` receives the
     duplicates the adapter reported (:func:`store`), if any."""
     adapter = adapter or get_adapter()
-    settle = settle or _ignore
     if not after_commit:
-        settle(store(adapter, envelopes))
+        _settle(settle, store(adapter, envelopes))
         return
     open_aliases = [c.alias for c in connections.all(initialized_only=True) if in_user_transaction(c.alias)]
     own = adapter.setting("DATABASE") if adapter.transactional_enqueue else None
     if not open_aliases or open_aliases == [own]:
-        settle(store(adapter, envelopes))  # now: no transaction, or the job joins the only one open
+        _settle(settle, store(adapter, envelopes))  # now: no transaction, or the job joins the only one open
         return
     for env in envelopes:  # fail in the caller, before the commit, if a job cannot be stored
         adapter.encode(env)
@@ -123,19 +128,20 @@ def store(adapter: "Adapter", envelopes: Iterable[Envelope]) -> dict[str, str]:
     return duplicates
 
 
-def _ignore(duplicates: dict[str, str]) -> None:
-    pass
+def _settle(settle, duplicates: dict[str, str]) -> None:
+    if duplicates and settle is not None:
+        settle(duplicates)
 
 
 def _store_after_commit(adapter: "Adapter", envelopes: list[Envelope],
-                        settle: "Callable[[dict[str, str]], None]") -> None:
+                        settle: "Callable[[dict[str, str]], None] | None") -> None:
     try:
         duplicates = store(adapter, envelopes)
     except Exception as exc:
         _report_unstored(adapter, envelopes, exc)
         return
     try:
-        settle(duplicates)
+        _settle(settle, duplicates)
     except DuplicateJob as exc:
         logger.warning("Enqueue after commit: %s", exc)
         env = next(e for e in envelopes if e.job_id in duplicates)

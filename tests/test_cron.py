@@ -212,3 +212,30 @@ def test_an_entry_whose_ticks_fail_does_not_stop_the_others(adapter):
         s = Scheduler(adapter, [broken, good])
     assert s.tick(now=ts(2026, 5, 1, 10, 0, 1)) == [("e", ts(2026, 5, 1, 10))]
     assert broken.next_runs(1) == []
+
+
+def test_a_tick_of_a_unique_job_whose_key_is_held_enqueues_nothing(adapter):
+    """The tick is done (it is not tried again), nothing is stored, and the entry's last
+    outcome says why."""
+    from djjobs import Job
+
+    class NightlyJob(Job):
+        job_name = "tests.test_cron.NightlyJob"
+        unique_for = 86400
+
+        def perform(self):
+            pass
+    try:
+        e = parse_entry("n", {"cron": "0 * * * *", "job": NightlyJob.job_name})
+        with time_machine.travel(ts(2026, 5, 1, 9, 59, 30), tick=False):
+            s = Scheduler(adapter, [e])
+        assert len(s.tick(now=ts(2026, 5, 1, 10, 0, 1))) == 1
+        [first] = adapter.jobs("ready").items
+        assert len(s.tick(now=ts(2026, 5, 1, 11, 0, 1))) == 1  # the first one has not run: its key is held
+        assert [r.job_id for r in adapter.jobs("ready").items] == [first.job_id]
+        state = adapter.cron_states()["n"]
+        assert state["last_outcome"] == "duplicate" and state["last_job_id"] == first.job_id
+        assert state["last_tick"] == ts(2026, 5, 1, 11)
+    finally:
+        from djjobs import registry
+        registry._jobs.pop("tests.test_cron.NightlyJob")
