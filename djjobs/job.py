@@ -57,7 +57,7 @@ class Job:
     ("finish" or "start"), ``unique_conflict`` ("skip", "replace" or "raise"), and
     :meth:`unique_key` to say which enqueues count as the same job. Rate limits:
     ``rate_limit = (100, 60)`` (at most 100 starts per 60 s, per :meth:`rate_limit_key`).
-    Concurrency limits: ``concurrency_limit = 2`` (at most 2 running at once, per
+    Concurrency limits: ``concurrency_limit = 2`` (at most 2 queued or running at once, per
     :meth:`concurrency_key`).
     """
 
