@@ -121,10 +121,14 @@ class MemoryAdapter(Adapter):
             return job_id
         return None
 
-    def _unlock(self, job_id: str, rec: _Rec) -> None:
-        """Forget the key ``rec`` took (bounded memory; holding is decided by _holder)."""
+    def _ended(self, job_id: str, rec: _Rec) -> None:
+        """The job is gone or dead: forget the uniqueness key it took (bounded memory; holding
+        is decided by _holder), take it out of its key's blocked line, and let its slot go."""
         if rec.unique is not None and self._unique.get(rec.unique, ("",))[0] == job_id:
             del self._unique[rec.unique]
+        if rec.slot is not None and job_id in self._blocked.get(rec.slot[0], ()):
+            self._blocked[rec.slot[0]].remove(job_id)
+        self._let_go(job_id, rec)
 
     def _store(self, env: Envelope, raw: bytes, now: float) -> str | None:
         lock = unique_lock(env)
@@ -163,7 +167,10 @@ class MemoryAdapter(Adapter):
         if envelope is not None:
             rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
         rec.state, rec.at, rec.token, rec.worker_id, rec.error = state, at, None, None, error
-        self._let_go(split_token(claim)[0], rec)  # retry, scheduled or dead: no longer ready or running
+        if state == "dead":
+            self._ended(split_token(claim)[0], rec)
+        else:  # retry or scheduled: it keeps its uniqueness key, not its slot
+            self._let_go(split_token(claim)[0], rec)
         self._cond.notify_all()
         return True
 
@@ -242,9 +249,8 @@ class MemoryAdapter(Adapter):
             for claim in claims:
                 if rec := self._owned(claim):
                     job_id = split_token(claim)[0]
-                    self._unlock(job_id, rec)
                     del self._recs[job_id]
-                    self._let_go(job_id, rec)
+                    self._ended(job_id, rec)
                     self._count(failed=False)
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
@@ -258,9 +264,7 @@ class MemoryAdapter(Adapter):
 
     def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
         with self._cond:
-            rec = self._owned(claim)
             if self._replace(claim, envelope, "dead", self.clock(), None if envelope is not None else error):
-                self._unlock(split_token(claim)[0], rec)
                 self._count(failed=True)
                 self._trim_dead()
 
@@ -313,8 +317,7 @@ class MemoryAdapter(Adapter):
                     self._become_ready(split_token(claim)[0], rec, front=True)
                 else:
                     rec.state, rec.at, rec.token, rec.worker_id, rec.error = "dead", now, None, None, error
-                    self._unlock(split_token(claim)[0], rec)
-                    self._let_go(split_token(claim)[0], rec)
+                    self._ended(split_token(claim)[0], rec)
                     self._count(failed=True)
                 return True
         return move
@@ -422,7 +425,7 @@ class MemoryAdapter(Adapter):
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state in ("scheduled", "retry"):
                     rec.state, rec.at = "dead", self.clock()
-                    self._unlock(job_id, rec)
+                    self._ended(job_id, rec)
                     moved += 1
             self._trim_dead()
         return moved
@@ -433,11 +436,8 @@ class MemoryAdapter(Adapter):
             for job_id in job_ids:
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state != "running":
-                    self._unlock(job_id, rec)
                     del self._recs[job_id]
-                    if rec.state == "blocked":
-                        self._blocked[rec.slot[0]].remove(job_id)
-                    self._let_go(job_id, rec)
+                    self._ended(job_id, rec)
                     deleted += 1
         return deleted
 
@@ -446,9 +446,7 @@ class MemoryAdapter(Adapter):
             ids = [i for i, r in self._recs.items() if r.queue == queue and r.state == "ready"]
             self._ready.pop(queue, None)  # before the slots go: jobs they admit join the queue anew
             for job_id in ids:
-                rec = self._recs.pop(job_id)
-                self._unlock(job_id, rec)
-                self._let_go(job_id, rec)
+                self._ended(job_id, self._recs.pop(job_id))
         return len(ids)
 
     def take_rate(self, key: str, limit: int, period: float, member: str) -> float:
