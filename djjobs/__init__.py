@@ -7,8 +7,9 @@
 
     SendReceipt.perform_later(purchase)
 """
-from .errors import (ConfigurationError, DeserializationError, DjJobsError, DuplicateJob, EnqueueError, JobTimeout,
-                     PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
+from .cancellation import cancel, cancel_many
+from .errors import (ConfigurationError, DeserializationError, DjJobsError, DuplicateJob, EnqueueError, JobCancelled,
+                     JobTimeout, PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
 from .job import ConfiguredJob, Job, perform_all_later
 from .ratelimits import RateLimited, limit
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
+    "cancel", "cancel_many", "JobCancelled",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
     "EnqueueError", "DuplicateJob", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
 ]

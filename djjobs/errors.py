@@ -68,3 +68,10 @@ class DuplicateJob(EnqueueError):
     def __init__(self, message: str = "", *, job_id: str = "", key: str = ""):
         super().__init__(message, not_stored=())
         self.job_id, self.key = job_id, key
+
+
+class JobCancelled(BaseException):
+    """Raised in a running job whose cancellation was asked (:func:`djjobs.cancel`): by
+    ``step.checkpoint()``, or by the job itself after it sees ``self.cancelled``. The job
+    ends ``cancelled``: terminal, not a failure, never retried. A BaseException (like
+    ``asyncio.CancelledError``) so that a job's own ``except Exception`` cannot swallow it."""

@@ -1,7 +1,7 @@
 """Run one envelope and decide its outcome. Pure of storage.
 
 :func:`execute` never talks to an adapter: it returns an :class:`Outcome`
-(succeeded, retry at T, rescheduled at T, discarded, dead) and the caller
+(succeeded, retry at T, rescheduled at T, discarded, dead, cancelled) and the caller
 (the worker's processor, or the in-caller runners below) carries it out.
 """
 from __future__ import annotations
@@ -10,16 +10,17 @@ import dataclasses
 import logging
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from . import conf, handlers, registry, signals
 from .envelope import Envelope
-from .errors import DjJobsError
+from .errors import DjJobsError, JobCancelled
 from .job import Job, Reschedule
 
 logger = logging.getLogger("djjobs")
 
 SUCCEEDED, RETRY, RESCHEDULED, DISCARDED, DEAD = "succeeded", "retry", "rescheduled", "discarded", "dead"
+CANCELLED = "cancelled"
 
 
 @dataclasses.dataclass
@@ -89,17 +90,21 @@ def _text(exc: BaseException) -> str:
 _EXITS = (SystemExit, KeyboardInterrupt)
 
 
-def execute(envelope: Envelope, *, now: float | None = None, contain_exits: bool = False) -> Outcome:
+def execute(envelope: Envelope, *, now: float | None = None, contain_exits: bool = False,
+            cancelled: Callable[[], bool] | None = None) -> Outcome:
     """Run the job once. Exceptions from the job become outcomes. SystemExit and
     KeyboardInterrupt propagate (``perform_now`` in a script should exit), unless
     ``contain_exits`` (a worker's job thread): then they fail the job like any error,
-    since a thread ended by one would be lost to the worker without a word."""
+    since a thread ended by one would be lost to the worker without a word.
+    ``cancelled``: the run's cancel check (``Job.cancelled``), from the worker."""
     env = envelope.started()
     started = time.perf_counter()
     try:
         job = registry.resolve(env.job).from_envelope(env)
     except DjJobsError as exc:
         return _finish(Outcome(DEAD, env.copy(error=error_info(exc)), error=exc), started)
+    if cancelled is not None:
+        job._cancel_probe = cancelled
     try:
         job.load_arguments()
         _send(signals.job_started, job)
@@ -107,6 +112,8 @@ def execute(envelope: Envelope, *, now: float | None = None, contain_exits: bool
     except Reschedule as r:
         run_at = (now or time.time()) + r.wait
         return _finish(Outcome(RESCHEDULED, env.copy(run_at=run_at), job, run_at), started)
+    except JobCancelled as exc:
+        return _finish(Outcome(CANCELLED, env, job, error=exc), started)
     except Exception as exc:
         return _finish(_failure_or_dead(job, env, exc, now or time.time()), started)
     except _EXITS as exc:
@@ -177,6 +184,9 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
     elif outcome.kind == RETRY:
         logger.warning(_LINE + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, _text(exc), outcome.run_at)
         _send(signals.job_retried, job, exception=exc, run_at=outcome.run_at)
+    elif outcome.kind == CANCELLED:
+        logger.info(_LINE + " (its cancellation was asked)", *params)
+        _send(signals.job_cancelled, job, job_id=env.job_id, envelope=env)
     elif outcome.kind == DISCARDED:
         logger.warning(_LINE + " (%s: %s)", *params, type(exc).__name__, _text(exc))
         _send(signals.job_discarded, job, exception=exc)
@@ -224,7 +234,7 @@ def perform_in_caller(envelope: Envelope, *, retry_later: bool) -> Any:
     from .transaction import submit_envelopes
     for _ in range(MAX_IN_CALLER_RUNS):
         outcome = execute(envelope)
-        if outcome.kind in (SUCCEEDED, DISCARDED):
+        if outcome.kind in (SUCCEEDED, DISCARDED, CANCELLED):
             return outcome.result
         if outcome.kind == DEAD:
             raise outcome.error

@@ -242,6 +242,18 @@ class Job:
         job.unique_key_override, job.duplicate = None, False
         return job
 
+    #: the worker's cancel check for this run (execution.execute sets it); None: never cancelled
+    _cancel_probe: Callable[[], bool] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this job's cancellation was asked (:func:`djjobs.cancel`) while it
+        runs. A job that can stop early checks it at safe points and raises
+        :class:`~djjobs.errors.JobCancelled`: it then ends cancelled, not failed. Asked of
+        storage at most once a second per run; always False outside a worker."""
+        probe = self._cancel_probe
+        return probe is not None and probe()
+
     @property
     def enqueued_at(self) -> datetime | None:
         """When the job was enqueued (aware, local time zone), None before."""

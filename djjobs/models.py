@@ -16,7 +16,7 @@ class JobRow(models.Model):
     job_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=100)
     priority = models.IntegerField(default=0)
-    state = models.CharField(max_length=10)  # ready scheduled retry running dead finished
+    state = models.CharField(max_length=10)  # ready scheduled retry running blocked dead cancelled finished
     position = models.BigIntegerField(default=0)  # FIFO key within a priority; negative = front
     run_at = models.FloatField(null=True)
     enqueued_at = models.FloatField()
@@ -36,6 +36,9 @@ class JobRow(models.Model):
     # its rows in state ready or running; over the limit a row waits in state blocked.
     concurrency_key = models.CharField(max_length=255, null=True)
     concurrency_limit = models.IntegerField(null=True)
+    # Cancellation (djjobs/cancellation.py): when it was asked, for a running job; the step that
+    # stores the run's outcome honours it (the adapter's _move).
+    cancel_requested = models.FloatField(null=True)
 
     class Meta:
         db_table = "djjobs_job"
@@ -48,7 +51,7 @@ class JobRow(models.Model):
             models.Index(fields=["state", "run_at"], condition=Q(state__in=["scheduled", "retry"]),
                          name="djjobs_job_due_at"),
             models.Index(fields=["state", "lease_until"], condition=Q(state="running"), name="djjobs_job_leases"),
-            models.Index(fields=["state", "updated_at"], condition=Q(state__in=["finished", "dead"]),
+            models.Index(fields=["state", "updated_at"], condition=Q(state__in=["finished", "dead", "cancelled"]),
                          name="djjobs_job_ended"),
             models.Index(fields=["concurrency_key", "state", "position"], condition=Q(concurrency_key__isnull=False),
                          name="djjobs_job_concurrency"),

@@ -15,3 +15,4 @@ job_succeeded = Signal()       # job, duration
 job_retried = Signal()         # job, exception, run_at
 job_discarded = Signal()       # job, exception
 job_failed = Signal()          # job (may be None), envelope, exception — failed for good (dead)
+job_cancelled = Signal()       # job (None unless it was running), job_id, envelope — it will not run (again)

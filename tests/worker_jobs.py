@@ -129,3 +129,32 @@ class LimitedRecordJob(Job):
 class SoloRecordJob(LimitedRecordJob):
     """LimitedRecordJob, one at a time per group."""
     concurrency_limit = 1
+
+
+class CooperativeJob(Job):
+    """Writes 'start <token>', then 'tick <token> <i>' every 50 ms for ``ticks`` ticks, checking
+    ``self.cancelled`` before each: on a request it writes 'stopped <token> <i>' and stops."""
+    retry_attempts = 1
+
+    def perform(self, path, token, ticks=400):
+        from djjobs import JobCancelled
+        note(path, "start", token, self.executions)
+        for i in range(ticks):
+            if self.cancelled:
+                note(path, "stopped", token, i)
+                raise JobCancelled()
+            note(path, "tick", token, i)
+            time.sleep(0.05)
+        note(path, "done", token)
+
+
+class StubbornJob(Job):
+    """Ignores cancellation: writes 'start <token> <executions>', waits for ``flag`` to exist
+    (bounded), then fails, which the default policy would retry."""
+
+    def perform(self, path, token, flag):
+        note(path, "start", token, self.executions)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise ValueError("failing after its cancellation was asked")

@@ -8,6 +8,8 @@ A job is in exactly one state at a time:
     running    claimed by a worker under a lease
     blocked    ready but over its concurrency limit: waits for a slot (not fetched)
     dead       failed for good, kept for inspection (capped)
+    cancelled  cancelled (:meth:`Adapter.cancel`): never runs (again); kept for inspection,
+               capped as the dead set is
 
 and moves between them only through the methods below. Unless a method
 says otherwise it is atomic: a crash in the middle leaves the job in its old
@@ -50,6 +52,14 @@ its own slot only, at most once; a slot whose job is not ready or running counts
 ``promote_due`` also admits blocked jobs whose slots freed without an outcome (a job gone
 by other means), so a blocked job can never wait for a slot nobody holds.
 
+Cancellation (:mod:`djjobs.cancellation`): :meth:`Adapter.cancel` moves a ready, scheduled,
+retrying or blocked job to ``cancelled`` in one atomic step (its uniqueness key and slot let
+go as for any end), so no worker can claim it afterwards. A running job gets a cancel
+request instead, which its run reads through :meth:`Adapter.cancel_requested`; the request
+is honoured by the step that stores the run's outcome: a run that stops for it
+(:meth:`Adapter.cancel_run`), retries, reschedules, is released or recovered after a
+worker death ends ``cancelled`` instead; one that succeeds or dies ends so.
+
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
 """
@@ -69,7 +79,9 @@ from ..errors import EnqueueError, PayloadError, SerializationError, Unsupported
 from ..concurrency import slot_of
 from ..uniqueness import UniqueLock, lock_of
 
-STATES = ("ready", "scheduled", "retry", "running", "blocked", "dead")
+STATES = ("ready", "scheduled", "retry", "running", "blocked", "dead", "cancelled")
+#: the states from which :meth:`Adapter.cancel` ends a job at once
+CANCELLABLE = ("ready", "scheduled", "retry", "blocked")
 logger = logging.getLogger("djjobs")
 
 
@@ -127,6 +139,7 @@ class Counts:
     dead: int = 0
     busy: int = 0                   # running
     blocked: int = 0                # waiting for a concurrency slot
+    cancelled: int = 0
 
 
 @dataclasses.dataclass
@@ -325,6 +338,23 @@ class Adapter(ABC):
         callers race. Returns how many."""
         raise NotImplementedError
 
+    # --- cancellation (djjobs/cancellation.py) ----------------------------------
+    def cancel(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """Cancel jobs: each ready, scheduled, retrying or blocked one becomes ``cancelled``
+        (one atomic step per job: a worker either claimed it before, or never will); each
+        running one gets a cancel request. Returns {job id: "cancelled" or "cancelling"} for
+        those; ids finished, dead, cancelled already or unknown are left out."""
+        raise UnsupportedFeature(f"The {self.name} adapter cannot cancel jobs; use the redis or database adapter.")
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether the running job ``job_id`` has a cancel request (its run asks, throttled)."""
+        return False
+
+    def cancel_run(self, claim: Claim, envelope: Envelope) -> None:
+        """The run stopped for a cancel request (it raised ``JobCancelled``): ``cancelled``
+        with ``envelope``, fenced by the lease token; counts neither processed nor failed."""
+        raise NotImplementedError
+
     # --- scheduler ------------------------------------------------------
     def claim_tick(self, name: str, tick_at: float) -> bool:
         """True exactly once per (name, tick_at), whoever asks, for cron."""
@@ -357,7 +387,7 @@ class Adapter(ABC):
 
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
-        """One page of jobs in ``state`` (not ``running``), newest first for dead,
+        """One page of jobs in ``state`` (not ``running``), newest first for dead and cancelled,
         soonest first for scheduled/retry, fetch order for ready."""
         raise NotImplementedError
 
@@ -365,7 +395,7 @@ class Adapter(ABC):
         raise NotImplementedError
 
     def retry_now(self, job_ids: Iterable[str]) -> int:
-        """Scheduled, retry or dead jobs -> their queues now. Returns how many moved."""
+        """Scheduled, retry, dead or cancelled jobs -> their queues now. Returns how many moved."""
         raise NotImplementedError
 
     def kill_now(self, job_ids: Iterable[str]) -> int:

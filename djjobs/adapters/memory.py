@@ -19,6 +19,7 @@ from ..envelope import Envelope
 from .base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo,
                    concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock)
 from .local import LocalRates, LocalResults
+from .memory_cancel import MemoryCancel
 
 
 @dataclasses.dataclass
@@ -40,7 +41,7 @@ class _Rec:
 
 
 
-class MemoryAdapter(Adapter):
+class MemoryAdapter(MemoryCancel, Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
     name = "memory"
@@ -63,6 +64,7 @@ class MemoryAdapter(Adapter):
         self._rates = LocalRates(lambda: self.clock())
         self._slots: dict[str, set[str]] = {}  # concurrency key -> ids of the jobs holding its slots
         self._blocked: dict[str, collections.deque] = {}  # concurrency key -> blocked job ids, FIFO
+        self._cancels: dict[str, float] = {}  # running job id -> when its cancellation was asked
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
@@ -164,18 +166,22 @@ class MemoryAdapter(Adapter):
         rec = self._owned(claim)
         if rec is None:
             return False
+        job_id = split_token(claim)[0]
+        if self._cancels.pop(job_id, None) is not None and state in ("retry", "scheduled"):
+            state, at = "cancelled", self.clock()  # its cancel request is honoured (contract)
         if envelope is not None:
             rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
         rec.state, rec.at, rec.token, rec.worker_id, rec.error = state, at, None, None, error
-        if state == "dead":
+        if state in ("dead", "cancelled"):
             self._ended(split_token(claim)[0], rec)
         else:  # retry or scheduled: it keeps its uniqueness key, not its slot
             self._let_go(split_token(claim)[0], rec)
         self._cond.notify_all()
         return True
 
-    def _trim_dead(self) -> None:
-        dead = sorted((r.at, i) for i, r in self._recs.items() if r.state == "dead")
+    def _trim_dead(self, state: str = "dead") -> None:
+        """Cap the dead (or cancelled) jobs: DEAD_MAX_DAYS, then DEAD_MAX_JOBS."""
+        dead = sorted((r.at, i) for i, r in self._recs.items() if r.state == state)
         cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400
         excess = len(dead) - self.setting("DEAD_MAX_JOBS")
         for n, (at, job_id) in enumerate(dead):
@@ -250,6 +256,7 @@ class MemoryAdapter(Adapter):
                 if rec := self._owned(claim):
                     job_id = split_token(claim)[0]
                     del self._recs[job_id]
+                    self._cancels.pop(job_id, None)
                     self._ended(job_id, rec)
                     self._count(failed=False)
 
@@ -272,7 +279,7 @@ class MemoryAdapter(Adapter):
         with self._cond:
             for claim in reversed(claims):  # each goes to the front: the last first
                 rec = self._owned(claim)
-                if rec is not None:
+                if rec is not None and not self._cancel_instead(split_token(claim)[0], rec):
                     self._become_ready(split_token(claim)[0], rec, front=True)
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
@@ -314,8 +321,10 @@ class MemoryAdapter(Adapter):
                 if env is not None:
                     rec.raw, rec.queue, rec.priority = env.encode(), env.queue, env.priority
                 if fate == "requeue":
-                    self._become_ready(split_token(claim)[0], rec, front=True)
+                    if not self._cancel_instead(split_token(claim)[0], rec):
+                        self._become_ready(split_token(claim)[0], rec, front=True)
                 else:
+                    self._cancels.pop(split_token(claim)[0], None)
                     rec.state, rec.at, rec.token, rec.worker_id, rec.error = "dead", now, None, None, error
                     self._ended(split_token(claim)[0], rec)
                     self._count(failed=True)
@@ -365,7 +374,7 @@ class MemoryAdapter(Adapter):
             states = [r.state for r in self._recs.values()]
             return Counts(self._totals[0], self._totals[1], today[0], today[1], states.count("ready"),
                           states.count("scheduled"), states.count("retry"), states.count("dead"),
-                          states.count("running"), states.count("blocked"))
+                          states.count("running"), states.count("blocked"), states.count("cancelled"))
 
     def queues(self) -> list[QueueInfo]:
         now = self.clock()
@@ -391,7 +400,7 @@ class MemoryAdapter(Adapter):
         if search:
             needle = search.encode().lower()  # ASCII letters only, as every adapter
             rows = [r for r in rows if needle in r.job_id.encode() or needle in r.raw.lower()]
-        if state == "dead":
+        if state in ("dead", "cancelled"):
             rows.sort(key=lambda r: -(r.at or 0))
         elif state in ("scheduled", "retry"):
             rows.sort(key=lambda r: r.at or 0)
@@ -413,7 +422,7 @@ class MemoryAdapter(Adapter):
         with self._cond:
             for job_id in job_ids:
                 rec = self._recs.get(job_id)
-                if rec is not None and rec.state in ("scheduled", "retry", "dead"):
+                if rec is not None and rec.state in ("scheduled", "retry", "dead", "cancelled"):
                     self._become_ready(job_id, rec)
                     moved += 1
         return moved

@@ -22,18 +22,23 @@ from django.views.decorators.http import require_POST
 
 from .. import registry
 from ..adapters import get_adapter
+from ..cancellation import cancel_many
 from ..admin_models import Dashboard
 from ..storage_errors import REFUSED, UNAVAILABLE, storage_name, unavailable_message
 from . import inputs, presenters
 from .charts import history_svg
 from .inputs import InvalidInput
 
-STATES = {"scheduled": "Scheduled", "retry": "Retries", "blocked": "Blocked", "dead": "Dead"}
+STATES = {"scheduled": "Scheduled", "retry": "Retries", "blocked": "Blocked", "dead": "Dead", "cancelled": "Cancelled"}
 PER_PAGE = 25
 LIMITS_SHOWN = 500
-ACTIONS = {"scheduled": ("retry_now", "delete"), "retry": ("retry_now", "kill", "delete"), "blocked": ("delete",),
-           "dead": ("retry_now", "delete", "retry_all")}
-LABELS = {"retry_now": "Retry now", "delete": "Delete", "kill": "Kill (move to dead)", "retry_all": "Retry all"}
+ACTIONS = {"scheduled": ("retry_now", "cancel", "delete"), "retry": ("retry_now", "kill", "cancel", "delete"),
+           "blocked": ("cancel", "delete"), "dead": ("retry_now", "delete", "retry_all"),
+           "cancelled": ("retry_now", "delete"),
+           # no page of their own: the actions of a job's page
+           "ready": ("cancel",), "running": ("cancel",)}
+LABELS = {"retry_now": "Retry now", "delete": "Delete", "kill": "Kill (move to dead)", "retry_all": "Retry all",
+          "cancel": "Cancel"}
 
 
 def labelled(actions) -> list[tuple[str, str]]:
@@ -134,7 +139,8 @@ def stats(request, site):
     require_view(request)
     c = get_adapter().counts()
     return JsonResponse({k: getattr(c, k) for k in ("processed", "failed", "processed_today", "failed_today",
-                                                    "enqueued", "scheduled", "retry", "dead", "busy", "blocked")} | {"at": time.time()})
+                                                    "enqueued", "scheduled", "retry", "dead", "busy", "blocked",
+                                                    "cancelled")} | {"at": time.time()})
 
 
 def queues(request, site):
@@ -192,11 +198,11 @@ def jobs(request, site, state: str):
 @require_POST
 def jobs_action(request, site, state: str):
     require_change(request)
-    if state not in STATES:
+    if state not in ACTIONS:
         raise Http404
     action, adapter = request.POST.get("action"), get_adapter()
     if action not in ACTIONS[state]:
-        raise InvalidInput(f"Unknown action {inputs.short(str(action))!r} on the {STATES[state]} page: use "
+        raise InvalidInput(f"Unknown action {inputs.short(str(action))!r} on the {STATES.get(state, state)} page: use "
                            f"{', '.join(ACTIONS[state])}.")
     ids = inputs.posted(request, "ids")  # how many: DATA_UPLOAD_MAX_NUMBER_FIELDS
     if action == "retry_all":
@@ -205,11 +211,19 @@ def jobs_action(request, site, state: str):
         n = adapter.retry_now(ids)
     elif action == "kill":
         n = adapter.kill_now(ids)
+    elif action == "cancel":
+        done = cancel_many(ids)
+        n = len(done)
+        asked = sum(what == "cancelling" for what in done.values())
+        if asked:
+            messages.info(request, f"{asked:,} running job(s) asked to stop: each ends cancelled at its next "
+                                   "check of self.cancelled, or when its run ends short of success.")
     else:
         n = adapter.delete(ids)
     messages.success(request, f"{action.replace('_', ' ').capitalize()}: {n:,} job(s).")
     log_action(request, f"{action} {n} {state} job(s)" + (f": {', '.join(map(inputs.short, ids[:10]))}" if ids else ""))
-    return back(request, reverse("admin:djjobs_jobs", args=[state]))
+    return back(request, reverse("admin:djjobs_jobs", args=[state]) if state in STATES
+                else reverse("admin:djjobs_dashboard_changelist"))
 
 
 def _by_id(state: str, job_id: str):

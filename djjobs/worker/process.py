@@ -41,7 +41,7 @@ from ..adapters.base import Adapter, Claim, WorkerInfo
 from ..execution import DISCARDED, SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .claimlog import ClaimLog
-from .processor import process, rate_limited, report
+from .processor import CancelProbe, process, rate_limited, report
 from .queues import QueueOrder
 from .timeouts import Watchdog
 
@@ -387,7 +387,7 @@ class WorkerProcess:
         try:
             if timeout:
                 self.watchdog.start(timeout, env.describe())
-            outcome = execute(env, contain_exits=True)
+            outcome = execute(env, contain_exits=True, cancelled=CancelProbe(self.adapter, env.job_id))
         except JobTimeout:  # landed after execute returned: the outcome stands
             pass
         finally:

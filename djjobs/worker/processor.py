@@ -15,10 +15,35 @@ from django.db import close_old_connections
 from .. import registry, signals
 from ..adapters.base import Adapter, Claim, encodes, stored_error
 from ..errors import PayloadError
-from ..execution import DEAD, DISCARDED, RESCHEDULED, RETRY, SUCCEEDED, Outcome, error_info, execute
+from ..execution import CANCELLED, DEAD, DISCARDED, RESCHEDULED, RETRY, SUCCEEDED, Outcome, error_info, execute
 from ..ratelimits import start_wait
 
 logger = logging.getLogger("djjobs")
+#: how often a run's ``self.cancelled`` asks storage at most
+CANCEL_CHECK_SECONDS = 1.0
+
+
+class CancelProbe:
+    """A run's cancel check (``Job.cancelled``): asks the adapter whether the job has a cancel
+    request at most every CANCEL_CHECK_SECONDS, and stays true once it has. A job that never
+    reads ``self.cancelled`` costs nothing. Storage unreachable reads as not cancelled (the
+    request stays stored, and the step storing the outcome still honours it)."""
+
+    __slots__ = ("adapter", "job_id", "asked_at", "seen")
+
+    def __init__(self, adapter: Adapter, job_id: str):
+        self.adapter, self.job_id, self.asked_at, self.seen = adapter, job_id, -CANCEL_CHECK_SECONDS, False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.seen and now - self.asked_at >= CANCEL_CHECK_SECONDS:
+            self.asked_at = now
+            try:
+                self.seen = bool(self.adapter.cancel_requested(self.job_id))
+            except Exception as exc:
+                logger.warning("Could not check whether job %s was cancelled (%s: %s)", self.job_id,
+                               type(exc).__name__, exc)
+        return self.seen
 
 
 def process(adapter: Adapter, claim: Claim) -> Outcome | None:
@@ -33,7 +58,7 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
         return None
     close_old_connections()
     try:
-        outcome = execute(claim.envelope, contain_exits=True)
+        outcome = execute(claim.envelope, contain_exits=True, cancelled=CancelProbe(adapter, claim.envelope.job_id))
     finally:
         close_old_connections()
     try:
@@ -106,5 +131,7 @@ def _store(adapter: Adapter, claim: Claim, outcome: Outcome) -> None:
         adapter.reschedule(claim, outcome.envelope, outcome.run_at)
     elif kind == DEAD:
         adapter.kill(claim, outcome.envelope)
+    elif kind == CANCELLED:
+        adapter.cancel_run(claim, outcome.envelope)
     else:  # pragma: no cover - execute() returns only the kinds above
         adapter.kill(claim, outcome.envelope.copy(error=error_info(RuntimeError(f"unknown outcome {kind}"))))

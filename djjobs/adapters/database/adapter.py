@@ -11,8 +11,8 @@ Promises (beyond the contract in ``adapters/base.py``):
 - Unique jobs, concurrency slots and rate windows live in the job rows and two small
   tables (``flow.py`` says how each stays atomic).
 - Finished jobs are kept ``FINISHED_RETENTION_SECONDS`` (state ``finished``) and
-  pruned by the worker in small batches; dead jobs are capped by ``DEAD_MAX_JOBS``
-  and ``DEAD_MAX_DAYS``.
+  pruned by the worker in small batches; dead jobs, and cancelled ones, are capped by
+  ``DEAD_MAX_JOBS`` and ``DEAD_MAX_DAYS``.
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ from ...errors import EnqueueError
 from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, concurrency_slot, decode_or_none,
                     fenced_claim, recover_orphans, split_token, unique_lock)
 from . import flow
+from .cancel import DatabaseCancel
 from .dialects import dialect_for
 
-ACTIVE = ("ready", "scheduled", "retry", "running", "blocked", "dead")
+ACTIVE = ("ready", "scheduled", "retry", "running", "blocked", "dead", "cancelled")
 COLUMNS = ("job_id, job_name, queue, priority, state, position, run_at, enqueued_at, updated_at, attempts, error, "
            "payload")
 INSERT = f"INSERT INTO djjobs_job ({COLUMNS}) VALUES "
@@ -70,7 +71,7 @@ def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | N
     return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
-class DatabaseAdapter(flow.DatabaseFlow, Adapter):
+class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
     name = "database"
     transactional_enqueue = True
     durable = True
@@ -260,19 +261,23 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
               position: int | None = None, failed: bool | None = None, expired_before: float | None = None,
               error: dict | None = None) -> bool:
         """Move a claimed job out of running, fenced by its lease token (and, for lease
-        recovery, by the lease still being expired)."""
+        recovery, by the lease still being expired). A job with a cancel request bound for
+        retry, scheduled or ready ends cancelled instead, in the same statement."""
         job_id, token = split_token(claim)
         now = self.clock()
         sets = ["state = %s", "run_at = %s", "updated_at = %s", "lease_owner = NULL", "lease_token = NULL",
-                "lease_until = NULL"]
+                "lease_until = NULL", "cancel_requested = NULL"]
         params: list = [state, run_at, now]
+        if state in ("retry", "scheduled", "ready"):
+            sets[0] = "state = CASE WHEN cancel_requested IS NULL THEN %s ELSE 'cancelled' END"
+            sets.append("unique_key = CASE WHEN cancel_requested IS NULL THEN unique_key END")
         if envelope is not None:
             sets += ["payload = %s", "queue = %s", "priority = %s", "attempts = %s", "error = %s"]
             params += [envelope.encode(), envelope.queue, envelope.priority, envelope.executions, _error_text(envelope)]
         elif state == "dead":  # the payload stays as it was; the error (if known) goes beside it
             sets.append("error = %s")
             params.append(_text_of(error or {}))
-        if state == "dead":  # it no longer holds a uniqueness key, also if retried from the dead set
+        if state in ("dead", "cancelled"):  # it no longer holds a uniqueness key, also if retried later
             sets.append("unique_key = NULL")
         if position is not None:
             sets.append("position = %s")
@@ -280,7 +285,8 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
         where, fence = "job_id = %s AND lease_token = %s AND state = 'running'", [job_id, token]
         if expired_before is not None:
             where, fence = f"{where} AND lease_until < %s", [*fence, expired_before]
-        slot = concurrency_slot(envelope or claim.envelope) if state != "ready" else None
+        # (back to ready it keeps its slot, unless a cancel request ends it: the key is locked then too)
+        slot = concurrency_slot(envelope or claim.envelope)
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
             if slot is not None:  # it lets its slot go: the key's oldest blocked job takes it
                 flow.lock_keys(cursor, [slot])
@@ -436,7 +442,7 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
         cutoff = now - self.setting("FINISHED_RETENTION_SECONDS")
         ids = list(jobs.filter(state="finished", updated_at__lt=cutoff).values_list("id", flat=True)[:PRUNE_BATCH])
         deleted = jobs.filter(id__in=ids).delete()[0] if ids else 0
-        return deleted + self._trim_dead() + self._prune_ticks(now)
+        return deleted + self._trim_dead() + self._trim_dead("cancelled") + self._prune_ticks(now)
 
     def _prune_ticks(self, now: float) -> int:
         """Cron tick claims older than TICK_CLAIM_SECONDS (8 days, as Redis keeps them), at
@@ -451,16 +457,17 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
         ids = list(ticks.filter(claimed_at__lt=now - TICK_CLAIM_SECONDS).values_list("id", flat=True)[:PRUNE_BATCH])
         return ticks.filter(id__in=ids).delete()[0] if ids else 0
 
-    def _trim_dead(self) -> int:
+    def _trim_dead(self, state: str = "dead") -> int:
+        """Cap the dead (or cancelled) jobs: DEAD_MAX_DAYS, then DEAD_MAX_JOBS."""
         from ...models import JobRow
         jobs = JobRow.objects.using(self.alias)
         cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400
-        deleted = jobs.filter(state="dead", updated_at__lt=cutoff).delete()[0]
-        excess = jobs.filter(state="dead").count() - self.setting("DEAD_MAX_JOBS")
+        deleted = jobs.filter(state=state, updated_at__lt=cutoff).delete()[0]
+        excess = jobs.filter(state=state).count() - self.setting("DEAD_MAX_JOBS")
         if excess > 0:
-            ids = list(jobs.filter(state="dead").order_by("updated_at", "id").values_list("id", flat=True)
+            ids = list(jobs.filter(state=state).order_by("updated_at", "id").values_list("id", flat=True)
                        [:min(excess, PRUNE_BATCH)])
-            deleted += jobs.filter(id__in=ids, state="dead").delete()[0]  # not one retried meanwhile
+            deleted += jobs.filter(id__in=ids, state=state).delete()[0]  # not one retried meanwhile
         return deleted
 
     # --- scheduler ------------------------------------------------------
@@ -507,7 +514,7 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
         return Counts(totals["p"] or 0, totals["f"] or 0, today.processed if today else 0,
                       today.failed if today else 0, by_state.get("ready", 0), by_state.get("scheduled", 0),
                       by_state.get("retry", 0), by_state.get("dead", 0), by_state.get("running", 0),
-                      by_state.get("blocked", 0))
+                      by_state.get("blocked", 0), by_state.get("cancelled", 0))
 
     def queues(self) -> list[QueueInfo]:
         from django.db.models import Count, Min
@@ -547,7 +554,7 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
             rows = rows.filter(job_name=job)
         if search:
             rows = self._search(rows, search)
-        order = {"dead": ("-updated_at", "-id"), "scheduled": ("run_at", "id"), "retry": ("run_at", "id"),
+        order = {"dead": ("-updated_at", "-id"), "cancelled": ("-updated_at", "-id"), "scheduled": ("run_at", "id"), "retry": ("run_at", "id"),
                  "blocked": ("concurrency_key", "position", "id")}
         rows = rows.order_by(*order.get(state, ("-priority", "position", "id")))
         start = (page - 1) * per_page
@@ -588,7 +595,7 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
             flow.lock_keys(cursor, cursor.fetchall())  # before the rows, as every other step
             cursor.execute(f"UPDATE djjobs_job SET state = 'ready', position = %s, run_at = NULL, updated_at = %s "
                            f"WHERE job_id IN ({', '.join(['%s'] * len(ids))}) AND state IN ('scheduled', 'retry', "
-                           "'dead') RETURNING id, concurrency_key, concurrency_limit", [self._us(now), now, *ids])
+                           "'dead', 'cancelled') RETURNING id, concurrency_key, concurrency_limit", [self._us(now), now, *ids])
             moved = cursor.fetchall()
             limited = sorted((row_id, key, limit) for row_id, key, limit in moved if key is not None)
             if limited:
@@ -604,7 +611,7 @@ class DatabaseAdapter(flow.DatabaseFlow, Adapter):
     def delete(self, job_ids: Iterable[str]) -> int:
         ids = self._ids(job_ids)
         return self._delete_where(f"job_id IN ({', '.join(['%s'] * len(ids))}) AND state IN ('ready', 'scheduled', "
-                                  "'retry', 'blocked', 'dead')", ids) if ids else 0
+                                  "'retry', 'blocked', 'dead', 'cancelled')", ids) if ids else 0
 
     def clear(self, queue: str) -> int:
         if not self._storable(queue):

@@ -38,6 +38,7 @@ from ...envelope import Envelope
 from ...errors import ConfigurationError, EnqueueError
 from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, concurrency_slot, decode_or_none,
                     fenced_claim, recover_orphans, split_token, unique_lock)
+from .cancel import RedisCancel
 from .flow import SCAN_LIMIT, RedisFlow
 from .keys import ANCHOR_SCORE, Keys
 
@@ -77,7 +78,7 @@ class _Registration:
     received: list = dataclasses.field(default_factory=list)
 
 
-class RedisAdapter(RedisFlow, Adapter):
+class RedisAdapter(RedisCancel, RedisFlow, Adapter):
     name = "redis"
     durable = True
 
@@ -387,14 +388,11 @@ class RedisAdapter(RedisFlow, Adapter):
         payload = envelope.encode() if envelope is not None and replace else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
         lock = unique_lock(envelope or claim.envelope) if target == "dead" else None
-        extra = ("" if expired_before is None else repr(expired_before),
-                 orjson.dumps(error) if error is not None and envelope is None else "")
-        if concurrency_slot(envelope or claim.envelope) is not None:
-            extra += (lock.key if lock is not None else "", "1")
-        elif lock is not None:
-            extra += (lock.key,)
+        limited = "1" if concurrency_slot(envelope or claim.envelope) is not None else ""
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
-                             *extra))
+                             "" if expired_before is None else repr(expired_before),
+                             orjson.dumps(error) if error is not None and envelope is None else "",
+                             lock.key if lock is not None else "", limited, repr(self.clock())))
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "retry", run_at, envelope, "failed")
@@ -410,9 +408,10 @@ class RedisAdapter(RedisFlow, Adapter):
         for claim in reversed(claims):  # each goes to the front: the last first, its payload unchanged
             self._move(claim, "front", 0, claim.envelope, replace=False)
 
-    def _trim_dead(self) -> int:
+    def _trim_dead(self, state: str = "dead") -> int:
+        """Cap the dead (or cancelled) set: DEAD_MAX_DAYS, then DEAD_MAX_JOBS."""
         cutoff = self.clock() - self.setting("DEAD_MAX_DAYS") * 86400
-        return self.run("trim_dead", repr(cutoff), self.setting("DEAD_MAX_JOBS"))
+        return self.run("trim_dead", repr(cutoff), self.setting("DEAD_MAX_JOBS"), state)
 
     def heartbeat(self, worker: WorkerInfo, claims: Sequence[Claim]) -> None:
         """Renew the leases and refresh the worker's registry entry in one round trip,
@@ -545,10 +544,11 @@ class RedisAdapter(RedisFlow, Adapter):
             for key in (self.keys.scheduled, self.keys.retry, self.keys.dead):
                 pipe.zcard(key)
             pipe.zcount(self.keys.running, "-inf", f"({ANCHOR_SCORE}")  # not the anchor (scripts/lib/anchor.lua)
+            pipe.zcard(self.keys.cancelled)
             values = pipe.execute()
         stats = [int(v or 0) for v in values[:4]]
         enqueued = sum(size for size, _ in self._sizes(self._queue_names()).values())
-        return Counts(*stats, enqueued, *values[4:], sum(self._blocked_lengths().values()))
+        return Counts(*stats, enqueued, *values[4:8], sum(self._blocked_lengths().values()), values[8])
 
     def queues(self) -> list[QueueInfo]:
         now = self.clock()
@@ -572,10 +572,10 @@ class RedisAdapter(RedisFlow, Adapter):
         offset = (page - 1) * per_page
         if state == "blocked":
             total, rows = self._blocked_page(queue, job, search, offset, per_page)
-        elif state in ("scheduled", "retry", "dead") and not (queue or job or search):
+        elif state in ("scheduled", "retry", "dead", "cancelled") and not (queue or job or search):
             key = getattr(self.keys, state)
             total = self.client.zcard(key)
-            rng = self.client.zrevrange if state == "dead" else self.client.zrange
+            rng = self.client.zrevrange if state in ("dead", "cancelled") else self.client.zrange
             members = rng(key, offset, offset + per_page - 1, withscores=True)
             raws = self.client.hmget(self.keys.payloads, [m for m, _ in members]) if members else []
             rows = [(m, s, raw or b"") for (m, s), raw in zip(members, raws)]

@@ -79,7 +79,7 @@ class RedisFlow:
         return uses
 
     def _unique_keys(self) -> list[str]:
-        return [self.keys.unique, self.keys.payloads, self.keys.dead, self.keys.leases]
+        return [self.keys.unique, self.keys.payloads, self.keys.dead, self.keys.leases, self.keys.cancelled]
 
     def unique_holds(self, limit: int = 1000) -> list[UniqueHold]:
         """HSCAN of P:unique in steps of 500 (dropping the entries no longer held), at most

@@ -9,6 +9,9 @@
     P:scheduled           ZSET  job_id by run_at            (set(wait=...), retry_job)
     P:retry               ZSET  job_id by run_at            (failed, will run again)
     P:dead                ZSET  job_id by failed_at         (capped: DEAD_MAX_JOBS, DEAD_MAX_DAYS)
+    P:cancelled           ZSET  job_id by cancelled_at      (capped as P:dead is)
+    P:cancel              HASH  job_id -> when cancelling it was asked, for running jobs (honoured
+                                by move.lua; entries of jobs no longer running pruned by promote.lua)
     P:running             ZSET  job_id by lease expiry      (claimed by a worker)
     P:leases              HASH  job_id -> lease token       (fences acks of a recovered job)
     P:errors              HASH  job_id -> JSON error of a dead job whose payload is kept as it was
@@ -49,6 +52,7 @@ class Keys:
         self.leases, self.paused, self.workers = f"{p}:leases", f"{p}:paused", f"{p}:workers"
         self.errors, self.unique, self.rates = f"{p}:errors", f"{p}:unique", f"{p}:rates"
         self.cjobs, self.ckeys = f"{p}:cjobs", f"{p}:ckeys"
+        self.cancelled, self.cancel = f"{p}:cancelled", f"{p}:cancel"
         self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
 
     def queue(self, name: str, priority: int | str) -> str:

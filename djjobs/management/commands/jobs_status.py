@@ -27,7 +27,8 @@ class Command(BaseCommand):
         w(f"Processed: {counts.processed:,} ({counts.processed_today:,} today)   "
           f"Failed: {counts.failed:,} ({counts.failed_today:,} today)")
         w(f"Enqueued: {counts.enqueued:,}   Scheduled: {counts.scheduled:,}   Retry: {counts.retry:,}   "
-          f"Dead: {counts.dead:,}   Busy: {counts.busy:,}   Blocked: {counts.blocked:,}")
+          f"Dead: {counts.dead:,}   Busy: {counts.busy:,}   Blocked: {counts.blocked:,}   "
+          f"Cancelled: {counts.cancelled:,}")
         w("")
         w(f"{'QUEUE':<24}{'SIZE':>10}{'LATENCY':>12}  PAUSED")
         for q in queues:

@@ -1,11 +1,11 @@
 #!lua flags=allow-oom
 -- Admin changes on jobs that are not running. ARGV: prefix, action, now, then job ids.
--- action 'retry_now': scheduled/retry/dead -> back of its queue; 'kill': scheduled/retry -> dead;
+-- action 'retry_now': scheduled/retry/dead/cancelled -> back of its queue; 'kill': scheduled/retry -> dead;
 -- 'delete': any state but running -> gone. Returns how many changed.
 local p, action, now = ARGV[1], ARGV[2], ARGV[3]
 local n = 0
 local function locate(id)
-  for _, state in ipairs({'scheduled', 'retry', 'dead'}) do
+  for _, state in ipairs({'scheduled', 'retry', 'dead', 'cancelled'}) do
     if redis.call('ZSCORE', p .. ':' .. state, id) then return state end
   end
   if redis.call('ZSCORE', p .. ':running', id) then return 'running' end
@@ -19,7 +19,7 @@ end
 for i = 4, #ARGV do
   local id = ARGV[i]
   local state = locate(id)
-  if action == 'retry_now' and (state == 'scheduled' or state == 'retry' or state == 'dead') then
+  if action == 'retry_now' and (state == 'scheduled' or state == 'retry' or state == 'dead' or state == 'cancelled') then
     redis.call('ZREM', p .. ':' .. state, id)
     redis.call('HDEL', p .. ':errors', id)
     local prio, queue = split(id)

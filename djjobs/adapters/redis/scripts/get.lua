@@ -4,7 +4,7 @@ local p, id = ARGV[1], ARGV[2]
 local payload = redis.call('HGET', p .. ':payloads', id)
 if not payload then return {} end
 local _, queue = place(p, id, payload)
-for _, state in ipairs({'running', 'scheduled', 'retry', 'dead'}) do
+for _, state in ipairs({'running', 'scheduled', 'retry', 'dead', 'cancelled'}) do
   local score = redis.call('ZSCORE', p .. ':' .. state, id)
   if score then return {state, score, payload, queue} end
 end

@@ -7,7 +7,9 @@
 -- renewal that landed after recovery read the expired leases wins; '' for none), and an
 -- error (JSON) stored in P:errors beside a payload kept as it was (target 'dead' only), and
 -- the job's uniqueness key, let go when it goes to the dead set (lib/unique_release.lua), and
--- '1' for a concurrency-limited job: any target but 'front' lets its slot go (lib/slots.lua).
+-- '1' for a concurrency-limited job: any target but 'front' lets its slot go (lib/slots.lua), and
+-- now. Target 'cancelled' (score: now) is a run stopped for its cancel request; a job with a
+-- request in P:cancel bound for 'retry', 'scheduled' or 'front' goes there instead (cancellation.py).
 local p, id, token, target, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local payload, queue, prio, count, day = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if redis.call('HGET', p .. ':leases', id) ~= token then return 0 end
@@ -16,6 +18,7 @@ if ARGV[11] and ARGV[11] ~= '' and tonumber(redis.call('ZSCORE', p .. ':running'
 end
 redis.call('HDEL', p .. ':leases', id)
 redis.call('ZREM', p .. ':running', id)
+if redis.call('HDEL', p .. ':cancel', id) == 1 and target ~= 'dead' then target, score = 'cancelled', ARGV[15] end
 if payload ~= '' then redis.call('HSET', p .. ':payloads', id, payload) end
 if queue == '' then
   prio, queue = place(p, id)

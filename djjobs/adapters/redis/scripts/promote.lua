@@ -2,7 +2,8 @@
 -- Move due scheduled and retry jobs to the back of their queues (each once: ZREM decides); a
 -- concurrency-limited one takes a slot or is blocked (lib/slots.lua). Then the repair pass:
 -- each concurrency key in use admits blocked jobs into slots whose jobs left without an
--- outcome (deleted or lost), so no blocked job waits for a slot nobody holds.
+-- outcome (deleted or lost), so no blocked job waits for a slot nobody holds; and cancel requests
+-- of jobs no longer running are dropped.
 -- ARGV: prefix, now, limit.
 local p, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n, known = 0, {}
@@ -25,6 +26,12 @@ for _, set in ipairs({'scheduled', 'retry'}) do
   end
 end
 if n > 0 and redis.call('EXISTS', p .. ':waiting') == 1 then redis.call('PUBLISH', p .. ':wake', '1') end
+if redis.call('HLEN', p .. ':cancel') > 0 then  -- requests of jobs that ended otherwise (succeeded, say)
+  local asked = redis.call('HKEYS', p .. ':cancel')
+  for i = 1, math.min(#asked, 1000) do
+    if not redis.call('ZSCORE', p .. ':running', asked[i]) then redis.call('HDEL', p .. ':cancel', asked[i]) end
+  end
+end
 local ckeys = redis.call('HGETALL', p .. ':ckeys')
 for i = 1, math.min(#ckeys, 200), 2 do unblock(p, ckeys[i], tonumber(ckeys[i + 1])) end
 return n

@@ -1,11 +1,11 @@
 #!lua flags=allow-oom
 -- Unique jobs' upkeep (lib/unique_holder.lua has the model). Every key it touches is in KEYS:
--- P:unique, P:payloads, P:dead, P:leases. ARGV: prefix (unused), op, then:
+-- P:unique, P:payloads, P:dead, P:leases, P:cancelled. ARGV: prefix (unused), op, then:
 --   'holds', now, cursor, count: one HSCAN step of P:unique: {next cursor, key, id,
 --             expires, until, ...} for the keys held now; entries no longer held are dropped;
 --   'free', key, now: drop the key by hand; returns 1 if it was held.
 -- Allowed at maxmemory: each step only deletes.
-local k = {unique = KEYS[1], payloads = KEYS[2], dead = KEYS[3], leases = KEYS[4]}
+local k = {unique = KEYS[1], payloads = KEYS[2], dead = KEYS[3], leases = KEYS[4], cancelled = KEYS[5]}
 local op = ARGV[2]
 if op == 'holds' then
   local now = tonumber(ARGV[3])

@@ -5,7 +5,7 @@
 -- each key in use (a slot taken or a job blocked) to its limit (the poller's repair pass and
 -- the admin read it). A member of
 -- P:slots holds its slot only while its job is ready or running (stored, not scheduled,
--- retrying or dead): a slot whose job left by any other path counts as free.
+-- retrying, dead or cancelled): a slot whose job left by any other path counts as free.
 local function cjob(p, id)
   local v = redis.call('HGET', p .. ':cjobs', id)
   if not v then return nil end
@@ -18,7 +18,8 @@ local function slots_free(p, key, limit)
   if n >= limit then
     for _, id in ipairs(redis.call('SMEMBERS', slots)) do
       if redis.call('HEXISTS', p .. ':payloads', id) == 0 or redis.call('ZSCORE', p .. ':scheduled', id)
-          or redis.call('ZSCORE', p .. ':retry', id) or redis.call('ZSCORE', p .. ':dead', id) then
+          or redis.call('ZSCORE', p .. ':retry', id) or redis.call('ZSCORE', p .. ':dead', id)
+          or redis.call('ZSCORE', p .. ':cancelled', id) then
         redis.call('SREM', slots, id)
         n = n - 1
       end
