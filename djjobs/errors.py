@@ -75,3 +75,9 @@ class JobCancelled(BaseException):
     ``step.checkpoint()``, or by the job itself after it sees ``self.cancelled``. The job
     ends ``cancelled``: terminal, not a failure, never retried. A BaseException (like
     ``asyncio.CancelledError``) so that a job's own ``except Exception`` cannot swallow it."""
+
+
+class PrerequisiteFailed(DjJobsError):
+    """A job's prerequisite (``set(after=...)``) failed for good, was discarded, cancelled or
+    deleted, so the job was sent to the dead set without running (``if_prerequisite_fails``
+    "dead", the default). The stored error names the prerequisite and how it ended."""

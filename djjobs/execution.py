@@ -231,17 +231,22 @@ def perform_in_caller(envelope: Envelope, *, retry_later: bool) -> Any:
     the configured adapter for later. ``False`` (inline): it runs again at once,
     ignoring the wait. Failing for good re-raises the job's exception.
     """
+    return run_in_caller(envelope, retry_later=retry_later)[0]
+
+
+def run_in_caller(envelope: Envelope, *, retry_later: bool) -> tuple[Any, str]:
+    """:func:`perform_in_caller`, returning (result, the last run's outcome kind)."""
     from .transaction import submit_envelopes
     for _ in range(MAX_IN_CALLER_RUNS):
         outcome = execute(envelope)
         if outcome.kind in (SUCCEEDED, DISCARDED, CANCELLED):
-            return outcome.result
+            return outcome.result, outcome.kind
         if outcome.kind == DEAD:
             raise outcome.error
         if retry_later:  # like perform_later: after the caller's transaction commits
             job_class = registry.lookup(outcome.envelope.job)
             submit_envelopes([outcome.envelope], after_commit=getattr(job_class, "enqueue_after_commit", True))
-            return None
+            return None, outcome.kind
         envelope = outcome.envelope.copy(run_at=None)
     raise RuntimeError(f"{envelope.describe()} was retried or rescheduled {MAX_IN_CALLER_RUNS} times in a row "
                        "in the caller; in-caller runs ignore waits, so use a real adapter for this job.")

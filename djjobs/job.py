@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, ClassVar, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import arguments, concurrency, conf, registry, uniqueness
+from . import arguments, concurrency, conf, prerequisites, registry, uniqueness
 from .envelope import Envelope
 
 
@@ -101,6 +101,8 @@ class Job:
         self.unique_key_override: str | None = None
         #: True when a unique enqueue found the key held: ``job_id`` is then the holder's
         self.duplicate: bool = False
+        #: ``set(after=...)``: the declaration stored in ``meta["after"]`` (djjobs/prerequisites.py)
+        self.prerequisites: dict | None = None
 
     # --- to override ---------------------------------------------------
     def perform(self, *args: Any, **kwargs: Any) -> Any:
@@ -159,28 +161,38 @@ class Job:
 
     @classmethod
     def set(cls, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
-            queue: str | None = None, priority: int | None = None, unique_key: str | None = None) -> "ConfiguredJob":
+            queue: str | None = None, priority: int | None = None, unique_key: str | None = None,
+            after: Iterable["Job | str"] | None = None, if_prerequisite_fails: str | None = None) -> "ConfiguredJob":
         """Options for one enqueue: ``MyJob.set(wait=300, queue="critical").perform_later(...)``.
         ``unique_key`` makes this enqueue unique under that key (``unique_for`` of the class,
-        or a day when the class has none)."""
+        or a day when the class has none). ``after``: jobs (or job ids) that must succeed
+        first; the job waits for them (``if_prerequisite_fails``: "dead", "run" or "discard";
+        docs/prerequisites.md)."""
         return ConfiguredJob(cls, wait=wait, wait_until=wait_until, queue=queue, priority=priority,
-                             unique_key=unique_key)
+                             unique_key=unique_key, after=after, if_prerequisite_fails=if_prerequisite_fails)
 
     def enqueue(self, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
-                queue: str | None = None, priority: int | None = None, unique_key: str | None = None) -> "Job":
+                queue: str | None = None, priority: int | None = None, unique_key: str | None = None,
+                after: Iterable["Job | str"] | None = None, if_prerequisite_fails: str | None = None) -> "Job":
         """Store this job (see :meth:`perform_later`). A unique job whose key is held comes
         back with ``duplicate`` True and the holder's ``job_id`` (``unique_conflict =
         "skip"``), or raises DuplicateJob (``"raise"``). Inside ``atomic()`` on an adapter
         that stores after the commit (redis), that is known only once the commit has run."""
-        self.configure(wait=wait, wait_until=wait_until, queue=queue, priority=priority, unique_key=unique_key)
+        self.configure(wait=wait, wait_until=wait_until, queue=queue, priority=priority, unique_key=unique_key,
+                       after=after, if_prerequisite_fails=if_prerequisite_fails)
         from .transaction import submit
         submit([self])
         return self
 
     def configure(self, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
-                  queue: str | None = None, priority: int | None = None, unique_key: str | None = None) -> "Job":
+                  queue: str | None = None, priority: int | None = None, unique_key: str | None = None,
+                  after: Iterable["Job | str"] | None = None, if_prerequisite_fails: str | None = None) -> "Job":
         if wait is not None and wait_until is not None:
             raise TypeError("Pass wait or wait_until, not both.")
+        if after is not None:
+            self.prerequisites = prerequisites.declaration(after, if_prerequisite_fails)
+        elif if_prerequisite_fails is not None:
+            raise TypeError("if_prerequisite_fails= applies to a job with after=; pass both.")
         if unique_key is not None:
             if not isinstance(unique_key, str) or not unique_key:
                 raise TypeError(f"unique_key must be a non-empty str, got {unique_key!r}.")
@@ -211,7 +223,13 @@ class Job:
         now = time.time()
         meta = _zone_meta(scheduled_at) if scheduled_at else {}
         if self.unique_key_override is not None or type(self).unique_for is not None:
+            if self.prerequisites is not None:
+                raise ValueError(f"{type(self).__qualname__}: a unique job cannot have prerequisites (after=): "
+                                 "whether its key is held would depend on jobs not run yet. Make the first job "
+                                 "of the chain unique instead.")
             meta["unique"] = uniqueness.lock_for(self, args, kwargs, now).as_meta()
+        if self.prerequisites is not None:
+            meta["after"] = self.prerequisites
         if type(self).concurrency_limit is not None:
             meta["concurrency"] = concurrency.slot_for(self)
         if type(self).rate_limit is not None:
@@ -239,7 +257,7 @@ class Job:
         job.enqueued_ts = env.enqueued_at
         job.scheduled_at = _scheduled(env)
         job.run_at, job.envelope = env.run_at, env
-        job.unique_key_override, job.duplicate = None, False
+        job.unique_key_override, job.duplicate, job.prerequisites = None, False, None
         return job
 
     #: the worker's cancel check for this run (execution.execute sets it); None: never cancelled
@@ -307,7 +325,8 @@ class ConfiguredJob:
     def perform_now(self, *args: Any, **kwargs: Any) -> Any:
         """Run here and now with these options (the queue and priority the job sees, and
         that a retry is enqueued with); a wait does not delay the run."""
-        options = {k: v for k, v in self.options.items() if k in ("queue", "priority")}  # not unique: it runs now
+        # not unique, waits for nothing: it runs now
+        options = {k: v for k, v in self.options.items() if k in ("queue", "priority")}
         return self.job_class(*args, **kwargs).configure(**options)._perform_now()
 
     def new(self, *args: Any, **kwargs: Any) -> Job:

@@ -16,7 +16,7 @@ class JobRow(models.Model):
     job_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=100)
     priority = models.IntegerField(default=0)
-    state = models.CharField(max_length=10)  # ready scheduled retry running blocked dead cancelled finished
+    state = models.CharField(max_length=10)  # ready scheduled retry running blocked waiting dead cancelled finished
     position = models.BigIntegerField(default=0)  # FIFO key within a priority; negative = front
     run_at = models.FloatField(null=True)
     enqueued_at = models.FloatField()
@@ -39,6 +39,11 @@ class JobRow(models.Model):
     # Cancellation (djjobs/cancellation.py): when it was asked, for a running job; the step that
     # stores the run's outcome honours it (the adapter's _move).
     cancel_requested = models.FloatField(null=True)
+    # Prerequisites (djjobs/prerequisites.py): a waiting row's prerequisites not ended yet (one
+    # djjobs_dependency row each) and its policy; a row some job waits for has has_dependants.
+    prereqs_pending = models.IntegerField(null=True)
+    prereq_policy = models.CharField(max_length=8, null=True)
+    has_dependants = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         db_table = "djjobs_job"
@@ -55,6 +60,7 @@ class JobRow(models.Model):
                          name="djjobs_job_ended"),
             models.Index(fields=["concurrency_key", "state", "position"], condition=Q(concurrency_key__isnull=False),
                          name="djjobs_job_concurrency"),
+            models.Index(fields=["state", "position"], condition=Q(state="waiting"), name="djjobs_job_waiting"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["unique_key"], condition=Q(unique_key__isnull=False),
@@ -140,3 +146,15 @@ class ConcurrencyKey(models.Model):
 
     class Meta:
         db_table = "djjobs_concurrencykey"
+
+
+class Dependency(models.Model):
+    """One job waiting for one prerequisite (djjobs/prerequisites.py): deleted in the step that
+    ends the prerequisite, which is how each prerequisite counts once per dependant."""
+    child_id = models.CharField(max_length=64)
+    parent_id = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "djjobs_dependency"
+        indexes = [models.Index(fields=["parent_id"], name="djjobs_dependency_parent")]
+        constraints = [models.UniqueConstraint(fields=["child_id", "parent_id"], name="djjobs_dependency_edge")]

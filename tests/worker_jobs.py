@@ -158,3 +158,17 @@ class StubbornJob(Job):
         while not os.path.exists(flag) and time.monotonic() < deadline:
             time.sleep(0.02)
         raise ValueError("failing after its cancellation was asked")
+
+
+class LinkJob(Job):
+    """A link of a chain: writes 'start <token> <time>' and 'end <token> <time>', after an
+    optional sleep; fails for good (no retry) when ``fail`` is true."""
+    retry_attempts = 1
+
+    def perform(self, path, token, sleep=0.0, fail=False):
+        note(path, "start", token, repr(time.time()))
+        if sleep:
+            time.sleep(sleep)
+        if fail:
+            raise ValueError(f"link {token} fails")
+        note(path, "end", token, repr(time.time()))

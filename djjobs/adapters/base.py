@@ -7,6 +7,7 @@ A job is in exactly one state at a time:
     retry      waiting for its run_at after a failure
     running    claimed by a worker under a lease
     blocked    ready but over its concurrency limit: waits for a slot (not fetched)
+    waiting    waits for its prerequisites (``set(after=...)``; not fetched, not promoted)
     dead       failed for good, kept for inspection (capped)
     cancelled  cancelled (:meth:`Adapter.cancel`): never runs (again); kept for inspection,
                capped as the dead set is
@@ -60,6 +61,16 @@ is honoured by the step that stores the run's outcome: a run that stops for it
 (:meth:`Adapter.cancel_run`), retries, reschedules, is released or recovered after a
 worker death ends ``cancelled`` instead; one that succeeds or dies ends so.
 
+Prerequisites (:mod:`djjobs.prerequisites`, ``envelope.meta["after"]``): ``enqueue`` stores
+such a job ``waiting`` while a prerequisite has not ended, registering it with each in the
+same atomic step (a prerequisite ending meanwhile is either seen ended or sees the job). The
+step that ends a job (``complete``: success; ``discard``, ``kill``, lease recovery's dead set,
+``cancel``/``cancel_run``, ``kill_now``, ``delete``, ``clear``: badly) settles the jobs
+waiting for it in that same step: each counts it once, and the one whose last prerequisite
+it was becomes ready (or scheduled, its run time ahead); one whose prerequisite ended badly
+goes to the dead set with a PrerequisiteFailed error beside its payload, is forgotten, or
+goes on, as its policy says, and ends badly in turn for its own dependants.
+
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
 """
@@ -79,9 +90,9 @@ from ..errors import EnqueueError, PayloadError, SerializationError, Unsupported
 from ..concurrency import slot_of
 from ..uniqueness import UniqueLock, lock_of
 
-STATES = ("ready", "scheduled", "retry", "running", "blocked", "dead", "cancelled")
+STATES = ("ready", "scheduled", "retry", "running", "blocked", "waiting", "dead", "cancelled")
 #: the states from which :meth:`Adapter.cancel` ends a job at once
-CANCELLABLE = ("ready", "scheduled", "retry", "blocked")
+CANCELLABLE = ("ready", "scheduled", "retry", "blocked", "waiting")
 logger = logging.getLogger("djjobs")
 
 
@@ -140,6 +151,7 @@ class Counts:
     busy: int = 0                   # running
     blocked: int = 0                # waiting for a concurrency slot
     cancelled: int = 0
+    waiting: int = 0                # waiting for prerequisites
 
 
 @dataclasses.dataclass
@@ -221,11 +233,12 @@ class Adapter(ABC):
         job not stored because its key is held, the holder's job id."""
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
-        """Store many jobs, in one round trip where the storage allows.
+        """Store many jobs, in one round trip where the storage allows. Jobs with prerequisites
+        are stored after the others (one listed in the same call is seen stored).
         All or nothing where the storage allows; documented per adapter. Returns
         {job id: holder's job id} for the unique jobs not stored (their key is held)."""
         duplicates = {}
-        for env in envelopes:
+        for env in with_prerequisites_last(envelopes):
             holder = self.enqueue(env)
             if holder:
                 duplicates[env.job_id] = holder
@@ -281,6 +294,11 @@ class Adapter(ABC):
 
     def complete(self, claims: Sequence[Claim]) -> None:
         """Succeeded or discarded: forget the jobs, count them processed."""
+        raise NotImplementedError
+
+    def discard(self, claim: Claim) -> None:
+        """Discarded (``discard_on``): forgotten and counted processed as :meth:`complete`
+        does, but an end gone badly for the jobs waiting for it (prerequisites)."""
         raise NotImplementedError
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
@@ -388,7 +406,7 @@ class Adapter(ABC):
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:
         """One page of jobs in ``state`` (not ``running``), newest first for dead and cancelled,
-        soonest first for scheduled/retry, fetch order for ready."""
+        soonest first for scheduled/retry, fetch order for ready, oldest first for waiting."""
         raise NotImplementedError
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -462,6 +480,11 @@ class Adapter(ABC):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+def with_prerequisites_last(envelopes: Sequence[Envelope]) -> list[Envelope]:
+    """``envelopes`` in their order, those with prerequisites after the others (enqueue_many)."""
+    return sorted(envelopes, key=lambda env: bool(env.meta) and "after" in env.meta)
 
 
 def unique_lock(envelope: Envelope | None) -> UniqueLock | None:

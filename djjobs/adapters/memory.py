@@ -17,9 +17,11 @@ from typing import Iterable, Sequence
 
 from ..envelope import Envelope
 from .base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, QueueInfo, RateUse, UniqueHold, WorkerInfo,
-                   concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock)
+                   concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock,
+                   with_prerequisites_last)
 from .local import LocalRates, LocalResults
 from .memory_cancel import MemoryCancel
+from .memory_prereqs import MemoryPrerequisites
 
 
 @dataclasses.dataclass
@@ -41,7 +43,7 @@ class _Rec:
 
 
 
-class MemoryAdapter(MemoryCancel, Adapter):
+class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
     name = "memory"
@@ -65,6 +67,8 @@ class MemoryAdapter(MemoryCancel, Adapter):
         self._slots: dict[str, set[str]] = {}  # concurrency key -> ids of the jobs holding its slots
         self._blocked: dict[str, collections.deque] = {}  # concurrency key -> blocked job ids, FIFO
         self._cancels: dict[str, float] = {}  # running job id -> when its cancellation was asked
+        self._children: dict[str, list[str]] = {}  # job id -> ids of the jobs waiting for it
+        self._pending: dict[str, tuple[set[str], str]] = {}  # waiting job -> (prerequisites not ended, policy)
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
@@ -123,14 +127,17 @@ class MemoryAdapter(MemoryCancel, Adapter):
             return job_id
         return None
 
-    def _ended(self, job_id: str, rec: _Rec) -> None:
-        """The job is gone or dead: forget the uniqueness key it took (bounded memory; holding
-        is decided by _holder), take it out of its key's blocked line, and let its slot go."""
+    def _ended(self, job_id: str, rec: _Rec, how: str = "") -> None:
+        """The job is gone, dead or cancelled (``how``: "" for a success): forget the uniqueness
+        key it took (bounded memory; holding is decided by _holder), take it out of its key's
+        blocked line, let its slot go, and settle the jobs waiting for it."""
         if rec.unique is not None and self._unique.get(rec.unique, ("",))[0] == job_id:
             del self._unique[rec.unique]
         if rec.slot is not None and job_id in self._blocked.get(rec.slot[0], ()):
             self._blocked[rec.slot[0]].remove(job_id)
         self._let_go(job_id, rec)
+        self._pending.pop(job_id, None)
+        self._parent_ended(job_id, how)
 
     def _store(self, env: Envelope, raw: bytes, now: float) -> str | None:
         lock = unique_lock(env)
@@ -145,6 +152,8 @@ class MemoryAdapter(MemoryCancel, Adapter):
         rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready", unique=lock.key if lock else None,
                    slot=concurrency_slot(env))
         self._recs[env.job_id] = rec
+        if env.meta and "after" in env.meta and self._waits(env, rec, now):
+            return None
         if env.run_at is not None and env.run_at > now:
             rec.state, rec.at = "scheduled", env.run_at
             self._cond.notify_all()
@@ -173,7 +182,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
             rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
         rec.state, rec.at, rec.token, rec.worker_id, rec.error = state, at, None, None, error
         if state in ("dead", "cancelled"):
-            self._ended(split_token(claim)[0], rec)
+            self._ended(split_token(claim)[0], rec, state)
         else:  # retry or scheduled: it keeps its uniqueness key, not its slot
             self._let_go(split_token(claim)[0], rec)
         self._cond.notify_all()
@@ -207,7 +216,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
             self._put_ready(job_id, rec)
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
-        encoded = [(env, self.encode(env)) for env in envelopes]
+        encoded = [(env, self.encode(env)) for env in with_prerequisites_last(envelopes)]
         duplicates = {}
         with self._cond:
             now = self.clock()
@@ -250,15 +259,18 @@ class MemoryAdapter(MemoryCancel, Adapter):
                 claims.append(claim)
         return claims
 
-    def complete(self, claims: Sequence[Claim]) -> None:
+    def complete(self, claims: Sequence[Claim], how: str = "") -> None:
         with self._cond:
             for claim in claims:
                 if rec := self._owned(claim):
                     job_id = split_token(claim)[0]
                     del self._recs[job_id]
                     self._cancels.pop(job_id, None)
-                    self._ended(job_id, rec)
+                    self._ended(job_id, rec, how)
                     self._count(failed=False)
+
+    def discard(self, claim: Claim) -> None:
+        self.complete([claim], "discarded")
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         with self._cond:
@@ -326,7 +338,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
                 else:
                     self._cancels.pop(split_token(claim)[0], None)
                     rec.state, rec.at, rec.token, rec.worker_id, rec.error = "dead", now, None, None, error
-                    self._ended(split_token(claim)[0], rec)
+                    self._ended(split_token(claim)[0], rec, "dead")
                     self._count(failed=True)
                 return True
         return move
@@ -374,7 +386,8 @@ class MemoryAdapter(MemoryCancel, Adapter):
             states = [r.state for r in self._recs.values()]
             return Counts(self._totals[0], self._totals[1], today[0], today[1], states.count("ready"),
                           states.count("scheduled"), states.count("retry"), states.count("dead"),
-                          states.count("running"), states.count("blocked"), states.count("cancelled"))
+                          states.count("running"), states.count("blocked"), states.count("cancelled"),
+                          states.count("waiting"))
 
     def queues(self) -> list[QueueInfo]:
         now = self.clock()
@@ -404,7 +417,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
             rows.sort(key=lambda r: -(r.at or 0))
         elif state in ("scheduled", "retry"):
             rows.sort(key=lambda r: r.at or 0)
-        elif state == "blocked":
+        elif state in ("blocked", "waiting"):
             rows.sort(key=lambda r: self._recs[r.job_id].seq if r.job_id in self._recs else 0)
         elif state == "ready":
             rows.sort(key=lambda r: (-self._recs[r.job_id].priority, self._recs[r.job_id].seq)
@@ -434,7 +447,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state in ("scheduled", "retry"):
                     rec.state, rec.at = "dead", self.clock()
-                    self._ended(job_id, rec)
+                    self._ended(job_id, rec, "dead")
                     moved += 1
             self._trim_dead()
         return moved
@@ -446,7 +459,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
                 rec = self._recs.get(job_id)
                 if rec is not None and rec.state != "running":
                     del self._recs[job_id]
-                    self._ended(job_id, rec)
+                    self._ended(job_id, rec, "deleted")
                     deleted += 1
         return deleted
 
@@ -455,7 +468,7 @@ class MemoryAdapter(MemoryCancel, Adapter):
             ids = [i for i, r in self._recs.items() if r.queue == queue and r.state == "ready"]
             self._ready.pop(queue, None)  # before the slots go: jobs they admit join the queue anew
             for job_id in ids:
-                self._ended(job_id, self._recs.pop(job_id))
+                self._ended(job_id, self._recs.pop(job_id), "deleted")
         return len(ids)
 
     def take_rate(self, key: str, limit: int, period: float, member: str) -> float:

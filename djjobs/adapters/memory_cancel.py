@@ -43,7 +43,7 @@ class MemoryCancel:
     # --- internals (caller holds the lock) ------------------------------------
     def _end_cancelled(self, job_id: str, rec, now: float) -> None:
         rec.state, rec.at, rec.token, rec.worker_id = "cancelled", now, None, None
-        self._ended(job_id, rec)
+        self._ended(job_id, rec, "cancelled")
         self._cond.notify_all()
 
     def _cancel_instead(self, job_id: str, rec) -> bool:

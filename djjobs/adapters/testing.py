@@ -14,7 +14,7 @@ import threading
 from typing import Sequence
 
 from ..envelope import Envelope
-from .base import unique_lock
+from .base import unique_lock, with_prerequisites_last
 from .memory import MemoryAdapter
 
 
@@ -53,17 +53,18 @@ class TestAdapter(MemoryAdapter):
         for env in envelopes:  # all or nothing, like the other adapters: refuse a bad batch before storing any
             self.encode(env)
         duplicates = {}
-        for env in envelopes:
+        for env in with_prerequisites_last(envelopes):
             holder = self.enqueue(env)
             if holder is not None:
                 duplicates[env.job_id] = holder
         return duplicates
 
-    def run(self, envelope: Envelope) -> None:
-        from ..execution import perform_in_caller
+    def run(self, envelope: Envelope) -> str:
+        """Run in the caller; returns the outcome kind (succeeded, discarded, cancelled)."""
+        from ..execution import run_in_caller
         with self._record_lock:
             self.performed.append(envelope)
-        perform_in_caller(envelope.copy(run_at=None), retry_later=False)
+        return run_in_caller(envelope.copy(run_at=None), retry_later=False)[1]
 
     def drain(self, *, include_scheduled: bool = True, max_rounds: int = 100) -> int:
         """Run every stored job (and the jobs they enqueue) in the caller; returns how many ran."""
@@ -81,12 +82,17 @@ class TestAdapter(MemoryAdapter):
             # stored and run in the next round (a scheduled one only with include_scheduled).
             for i, claim in enumerate(claims):
                 try:
-                    self.run(claim.envelope)
+                    kind = self.run(claim.envelope)
                 except BaseException:
-                    self.complete([claim])
+                    self.kill(claim, None)  # failed for good: dead, as a worker would store it
                     self.release(claims[i + 1:])  # not run: back to their queues, for the next drain
                     raise
-                self.complete([claim])
+                if kind == "succeeded":
+                    self.complete([claim])
+                elif kind == "cancelled":
+                    self.cancel_run(claim, claim.envelope)
+                else:
+                    self.discard(claim)
         raise RuntimeError(f"Jobs kept enqueueing jobs for {max_rounds} rounds; stopping the drain.")
 
     def clear(self, queue: str | None = None) -> int:

@@ -17,6 +17,7 @@ from ..masking import masked
 #: Characters of a stored payload shown on the job page.
 MAX_PAYLOAD_CHARS = 200_000
 from ..adapters.base import JobRecord, concurrency_slot
+from ..prerequisites import of as prerequisites_of
 
 def when(ts: Any) -> datetime | None:
     """A stored timestamp as a datetime; None when there is none or it is no time at all
@@ -48,6 +49,7 @@ def row(record: JobRecord) -> dict:
         "error_message": short(text(error.get("message")), 160), "at": when(record.at),
         "enqueued_at": when(env.enqueued_at) if env else None,
         "concurrency_key": text((concurrency_slot(env) or ("",))[0]),
+        "waits_for": (prerequisites_of(env.meta) or ([], ""))[0] if env is not None else [],
     }
 
 

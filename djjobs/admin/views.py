@@ -29,11 +29,13 @@ from . import inputs, presenters
 from .charts import history_svg
 from .inputs import InvalidInput
 
-STATES = {"scheduled": "Scheduled", "retry": "Retries", "blocked": "Blocked", "dead": "Dead", "cancelled": "Cancelled"}
+STATES = {"scheduled": "Scheduled", "retry": "Retries", "blocked": "Blocked", "waiting": "Waiting", "dead": "Dead",
+          "cancelled": "Cancelled"}
 PER_PAGE = 25
 LIMITS_SHOWN = 500
 ACTIONS = {"scheduled": ("retry_now", "cancel", "delete"), "retry": ("retry_now", "kill", "cancel", "delete"),
-           "blocked": ("cancel", "delete"), "dead": ("retry_now", "delete", "retry_all"),
+           "blocked": ("cancel", "delete"), "waiting": ("cancel", "delete"),
+           "dead": ("retry_now", "delete", "retry_all"),
            "cancelled": ("retry_now", "delete"),
            # no page of their own: the actions of a job's page
            "ready": ("cancel",), "running": ("cancel",)}
@@ -140,7 +142,7 @@ def stats(request, site):
     c = get_adapter().counts()
     return JsonResponse({k: getattr(c, k) for k in ("processed", "failed", "processed_today", "failed_today",
                                                     "enqueued", "scheduled", "retry", "dead", "busy", "blocked",
-                                                    "cancelled")} | {"at": time.time()})
+                                                    "cancelled", "waiting")} | {"at": time.time()})
 
 
 def queues(request, site):
@@ -260,8 +262,11 @@ def job_detail(request, site, job_id: str | None = None):
     record = get_adapter().get(job_id)
     if record is None:
         raise Http404("No such job (it may have finished).")
-    return render(request, site, "job.html", f"Job {inputs.short(job_id)}", record.state,
-                  job=presenters.detail(record),
+    adapter = get_adapter()
+    job = presenters.detail(record)
+    # what it waits for (djjobs/prerequisites.py), each with its state now (None: ended and forgotten)
+    waits_for = [(pid, (found.state if (found := adapter.get(pid)) else None)) for pid in job["waits_for"]]
+    return render(request, site, "job.html", f"Job {inputs.short(job_id)}", record.state, job=job, waits_for=waits_for,
                   actions=[a for a in labelled(ACTIONS.get(record.state, ())) if a[0] != "retry_all"])
 
 

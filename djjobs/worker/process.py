@@ -38,7 +38,7 @@ from django.dispatch import receiver
 from .. import registry
 from ..adapters import get_adapter
 from ..adapters.base import Adapter, Claim, WorkerInfo
-from ..execution import DISCARDED, SUCCEEDED, Outcome, execute
+from ..execution import SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .claimlog import ClaimLog
 from .processor import CancelProbe, process, rate_limited, report
@@ -345,7 +345,7 @@ class WorkerProcess:
                     log.running(thread, claim.key)
                 outcome = self._execute(claim)
                 took = outcome.duration
-                if outcome.kind in (SUCCEEDED, DISCARDED):
+                if outcome.kind == SUCCEEDED:  # (a discard is reported here: adapter.discard)
                     done = claim
                     if log is not None:
                         log.finished(claim.key)

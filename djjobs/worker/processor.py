@@ -106,8 +106,11 @@ def report(adapter: Adapter, claim: Claim, outcome: Outcome) -> None:
     deeper than the encoder writes, say) sends the job to the dead set with its stored bytes
     unchanged and that error beside them, instead of failing the report again and again."""
     kind = outcome.kind
-    if kind in (SUCCEEDED, DISCARDED):
+    if kind == SUCCEEDED:
         adapter.complete([claim])
+        return
+    if kind == DISCARDED:  # not a success for the jobs waiting for it (prerequisites)
+        adapter.discard(claim)
         return
     try:
         _store(adapter, claim, outcome)

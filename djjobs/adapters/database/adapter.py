@@ -31,9 +31,10 @@ from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerIn
                     fenced_claim, recover_orphans, split_token, unique_lock)
 from . import flow
 from .cancel import DatabaseCancel
+from .waits import DatabasePrerequisites
 from .dialects import dialect_for
 
-ACTIVE = ("ready", "scheduled", "retry", "running", "blocked", "dead", "cancelled")
+ACTIVE = ("ready", "scheduled", "retry", "running", "blocked", "waiting", "dead", "cancelled")
 COLUMNS = ("job_id, job_name, queue, priority, state, position, run_at, enqueued_at, updated_at, attempts, error, "
            "payload")
 INSERT = f"INSERT INTO djjobs_job ({COLUMNS}) VALUES "
@@ -71,8 +72,11 @@ def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | N
     return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
-class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
+class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, Adapter):
     name = "database"
+    #: one job row with its flow-control and prerequisite columns (waits.py)
+    WAIT_INSERT = (f"INSERT INTO djjobs_job ({COLUMNS}, {flow.FLOW_COLUMNS}, prereqs_pending, prereq_policy) VALUES "
+                   f"({', '.join(['%s'] * (ROW_FIELDS + flow.FLOW_FIELDS + 2))})")
     transactional_enqueue = True
     durable = True
 
@@ -112,10 +116,14 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         """One multi-row INSERT per 500 jobs, all in one transaction (the caller's, if any);
         jobs with flow control (a uniqueness or concurrency key) one INSERT each, in that
-        same transaction, their concurrency keys locked first (flow.py)."""
+        same transaction, their concurrency keys locked first (flow.py), and then jobs with
+        prerequisites (waits.py)."""
         now = self.clock()
-        rows, single = [], []
+        rows, single, waiting = [], [], []
         for env in envelopes:
+            if env.meta and "after" in env.meta:
+                waiting.append(env)
+                continue
             row = self._row(env, self.encode(env), now)
             lock, slot = (unique_lock(env), concurrency_slot(env)) if env.meta else (None, None)
             if lock is None and slot is None:
@@ -123,13 +131,16 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
             else:
                 single.append((row + flow.flow_values(lock, slot), lock, slot))
         queues = {env.queue for env in envelopes}
-        if not single:
+        if not single and not waiting:
             self._insert(rows, queues)
             return {}
         duplicates: dict[str, str] = {}
+        # (with prerequisites: after the others, so that one in the same batch is seen: waits.py)
+        items = [(env, self.encode(env)) for env in waiting]
 
         # One unique job (skip/raise) on its own needs no transaction: flow.insert_single
-        alone = not rows and len(single) == 1 and single[0][2] is None and single[0][1].conflict != "replace"
+        alone = (not rows and not items and len(single) == 1 and single[0][2] is None
+                 and single[0][1].conflict != "replace")
 
         def write(_rows, _queues) -> None:
             with contextlib.nullcontext() if alone else transaction.atomic(using=self.alias):
@@ -141,8 +152,10 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
                         holder = flow.insert_single(cursor, SINGLE_INSERT, row, lock, slot, now)
                         if holder is not None:
                             duplicates[row[0]] = holder
+                    if items:
+                        self._store_waiting(cursor, items, now)
                     self.dialect.notify(cursor, queues)
-        self._insert(rows + [row for row, _, _ in single], queues, write)
+        self._insert(rows + [row for row, _, _ in single] + [[env.job_id] for env, _ in items], queues, write)
         return duplicates
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
@@ -227,13 +240,24 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
                 break
             token = uuid.uuid4().hex
             sql, params = claim_sql, [worker_id, token, lease_until, now, queue, queue, limit - len(claims)]
+            acking = complete
             if complete:
+                # The claims the acknowledgement left (a job others wait for: has_dependants) come
+                # back as rows without a payload, and are acknowledged with their dependants next.
                 ack_sql, ack_params = self._ack_sql(complete, now)
-                sql, params = f"WITH {ack_sql} {sql}", [*ack_params, *params]
+                values, pairs = self._left_values(complete)
+                sql = (f"WITH {ack_sql}, claimed AS ({sql}) SELECT * FROM claimed UNION ALL SELECT NULL, v.job_id, "
+                       f"NULL, NULL, NULL FROM (VALUES {values}) v(job_id) WHERE v.job_id NOT IN "
+                       "(SELECT job_id FROM acked)")
+                params = [*ack_params, *params, *pairs]
                 complete = ()
             with self.cursor() as cursor:  # one statement, atomic on its own: no BEGIN/COMMIT round trips
                 cursor.execute(sql, params)
-                rows = sorted(cursor.fetchall(), key=lambda r: (-r[3], r[4], r[0]))
+                found = cursor.fetchall()
+            left = {r[1] for r in found if r[2] is None}
+            if left:
+                self._complete_with_dependants([c for c in acking if split_token(c)[0] in left], now)
+            rows = sorted((r for r in found if r[2] is not None), key=lambda r: (-r[3], r[4], r[0]))
             for _, job_id, payload, _, _ in rows:
                 claims.append(fenced_claim(bytes(payload), job_id, token, worker_id, lease_until))
         return claims
@@ -241,17 +265,23 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
     def _ack_sql(self, claims: Sequence[Claim], now: float) -> tuple[str, list]:
         """:meth:`complete` as the WITH part of one PostgreSQL statement: finish (or delete)
         the jobs whose lease token still matches and add them to the day's counter."""
-        finish, params = self._finish_sql(claims, now)
-        sql = (f"acked AS ({finish} RETURNING 1), "
+        finish, params = self._finish_sql(claims, now, plain=True)
+        sql = (f"acked AS ({finish} RETURNING job_id), "
                "counted AS (INSERT INTO djjobs_dailystat (day, processed, failed) "
                "SELECT %s, count(*), 0 FROM acked HAVING count(*) > 0 ON CONFLICT (day) DO UPDATE "
                "SET processed = djjobs_dailystat.processed + excluded.processed RETURNING 1)")
         return sql, [*params, dt.date.fromtimestamp(now).isoformat()]
 
-    def _finish_sql(self, claims: Sequence[Claim], now: float) -> tuple[str, list]:
+    def _left_values(self, claims: Sequence[Claim]) -> tuple[str, list]:
+        return ", ".join(["(%s)"] * len(claims)), [split_token(c)[0] for c in claims]
+
+    def _finish_sql(self, claims: Sequence[Claim], now: float, plain: bool = False) -> tuple[str, list]:
         """The statement that ends succeeded jobs: kept as ``finished`` for the retention
-        period, or deleted when there is none."""
+        period, or deleted when there is none. ``plain``: only jobs nobody waits for (the
+        others are ended with their dependants settled: waits.py)."""
         fenced, pairs = _fenced(claims)
+        if plain:
+            fenced = f"{fenced} AND NOT has_dependants"
         if self.setting("FINISHED_RETENTION_SECONDS") > 0:
             return ("UPDATE djjobs_job SET state = 'finished', updated_at = %s, lease_token = NULL, "
                     f"lease_owner = NULL, lease_until = NULL WHERE {fenced}", [now, *pairs])
@@ -290,8 +320,11 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
             if slot is not None:  # it lets its slot go: the key's oldest blocked job takes it
                 flow.lock_keys(cursor, [slot])
-            cursor.execute(f"UPDATE djjobs_job SET {', '.join(sets)} WHERE {where}", [*params, *fence])
-            moved = cursor.rowcount == 1
+            cursor.execute(f"UPDATE djjobs_job SET {', '.join(sets)} WHERE {where} RETURNING state", [*params, *fence])
+            ended = cursor.fetchone()
+            moved = ended is not None
+            if moved and ended[0] in ("dead", "cancelled"):  # an end gone badly for those waiting for it
+                self._settle(cursor, [(job_id, ended[0])], now)
             if moved and failed is not None:
                 self._count(cursor, failed, 1, now)
             if moved and slot is not None:
@@ -316,9 +349,11 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
         sql, params = self._finish_sql([c for c, _ in limited], now)
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
             flow.lock_keys(cursor, [slot for _, slot in limited])
-            cursor.execute(sql, params)
-            if cursor.rowcount:
-                self._count(cursor, False, cursor.rowcount, now)
+            cursor.execute(f"{sql} RETURNING job_id, has_dependants", params)
+            done = cursor.fetchall()
+            if done:
+                self._count(cursor, False, len(done), now)
+            self._settle(cursor, [(job_id, "") for job_id, dependants in done if dependants], now)
             self._unblock(cursor, [slot for _, slot in limited], now)
         return [c for c in claims if not concurrency_slot(c.envelope)]
 
@@ -335,13 +370,17 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
         if self.dialect.folds_statements:  # one statement: no BEGIN/COMMIT round trips
             sql, params = self._ack_sql(claims, now)
             with self.cursor() as cursor:
-                cursor.execute(f"WITH {sql} SELECT 1", params)
-            return
-        sql, params = self._finish_sql(claims, now)
-        with transaction.atomic(using=self.alias), self.cursor() as cursor:
-            cursor.execute(sql, params)
-            if cursor.rowcount:
-                self._count(cursor, False, cursor.rowcount, now)
+                cursor.execute(f"WITH {sql} SELECT count(*) FROM acked", params)
+                acked = cursor.fetchone()[0]
+        else:
+            sql, params = self._finish_sql(claims, now, plain=True)
+            with transaction.atomic(using=self.alias), self.cursor() as cursor:
+                cursor.execute(sql, params)
+                acked = cursor.rowcount
+                if acked:
+                    self._count(cursor, False, acked, now)
+        if acked < len(claims):  # others wait for some (or their lease was lost): waits.py
+            self._complete_with_dependants(claims, now)
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "retry", envelope, run_at, failed=True)
@@ -514,7 +553,7 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
         return Counts(totals["p"] or 0, totals["f"] or 0, today.processed if today else 0,
                       today.failed if today else 0, by_state.get("ready", 0), by_state.get("scheduled", 0),
                       by_state.get("retry", 0), by_state.get("dead", 0), by_state.get("running", 0),
-                      by_state.get("blocked", 0), by_state.get("cancelled", 0))
+                      by_state.get("blocked", 0), by_state.get("cancelled", 0), by_state.get("waiting", 0))
 
     def queues(self) -> list[QueueInfo]:
         from django.db.models import Count, Min
@@ -555,7 +594,7 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
         if search:
             rows = self._search(rows, search)
         order = {"dead": ("-updated_at", "-id"), "cancelled": ("-updated_at", "-id"), "scheduled": ("run_at", "id"), "retry": ("run_at", "id"),
-                 "blocked": ("concurrency_key", "position", "id")}
+                 "blocked": ("concurrency_key", "position", "id"), "waiting": ("position", "id")}
         rows = rows.order_by(*order.get(state, ("-priority", "position", "id")))
         start = (page - 1) * per_page
         return Page([self._record(r) for r in rows[start:start + per_page]], rows.count(), page, per_page)
@@ -603,15 +642,22 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
         return len(moved)
 
     def kill_now(self, job_ids: Iterable[str]) -> int:
-        moved = self._jobs().filter(job_id__in=self._ids(job_ids), state__in=("scheduled", "retry")).update(
-            state="dead", updated_at=self.clock(), unique_key=None)
+        ids, now = self._ids(job_ids), self.clock()
+        if not ids:
+            return 0
+        with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            cursor.execute(f"UPDATE djjobs_job SET state = 'dead', updated_at = %s, unique_key = NULL WHERE job_id IN "
+                           f"({', '.join(['%s'] * len(ids))}) AND state IN ('scheduled', 'retry') RETURNING job_id",
+                           [now, *ids])
+            moved = [r[0] for r in cursor.fetchall()]
+            self._settle(cursor, [(job_id, "dead") for job_id in moved], now)
         self._trim_dead()
-        return moved
+        return len(moved)
 
     def delete(self, job_ids: Iterable[str]) -> int:
         ids = self._ids(job_ids)
         return self._delete_where(f"job_id IN ({', '.join(['%s'] * len(ids))}) AND state IN ('ready', 'scheduled', "
-                                  "'retry', 'blocked', 'dead', 'cancelled')", ids) if ids else 0
+                                  "'retry', 'blocked', 'waiting', 'dead', 'cancelled')", ids) if ids else 0
 
     def clear(self, queue: str) -> int:
         if not self._storable(queue):
@@ -626,8 +672,10 @@ class DatabaseAdapter(DatabaseCancel, flow.DatabaseFlow, Adapter):
                            "AND concurrency_key IS NOT NULL", params)
             slots = cursor.fetchall()
             flow.lock_keys(cursor, slots)
-            cursor.execute(f"DELETE FROM djjobs_job WHERE {where}", params)
-            deleted = cursor.rowcount
+            cursor.execute(f"DELETE FROM djjobs_job WHERE {where} RETURNING job_id, has_dependants", params)
+            gone = cursor.fetchall()
+            deleted = len(gone)
+            self._settle(cursor, [(job_id, "deleted") for job_id, dependants in gone if dependants], now)
             self._unblock(cursor, slots, now)
         return deleted
 

@@ -13,12 +13,12 @@ from ...envelope import Envelope
 from ..base import Claim
 from . import flow
 
-WAITING = "('ready', 'scheduled', 'retry', 'blocked')"
+WAITING = "('ready', 'scheduled', 'retry', 'blocked', 'waiting')"
 
 
 class DatabaseCancel:
     """Mixed into DatabaseAdapter (it uses ``alias``, ``cursor``, ``clock``, ``_ids``, ``_move``,
-    ``_unblock``, ``_trim_dead``)."""
+    ``_unblock``, ``_settle``, ``_trim_dead``)."""
 
     def cancel(self, job_ids: Iterable[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(self._ids(job_ids)))
@@ -34,6 +34,7 @@ class DatabaseCancel:
                            f"unique_key = NULL WHERE job_id IN ({marks}) AND state IN {WAITING} RETURNING job_id",
                            [now, *ids])
             done = {row[0]: "cancelled" for row in cursor.fetchall()}
+            self._settle(cursor, [(job_id, "cancelled") for job_id in done], now)  # waits.py
             cursor.execute(f"UPDATE djjobs_job SET cancel_requested = COALESCE(cancel_requested, %s) "
                            f"WHERE job_id IN ({marks}) AND state = 'running' RETURNING job_id", [now, *ids])
             done.update((row[0], "cancelling") for row in cursor.fetchall())

@@ -41,6 +41,7 @@ from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerIn
 from .cancel import RedisCancel
 from .flow import SCAN_LIMIT, RedisFlow
 from .keys import ANCHOR_SCORE, Keys
+from .waits import RedisPrerequisites
 
 logger = logging.getLogger("djjobs")
 SCRIPTS = Path(__file__).with_name("scripts")
@@ -78,7 +79,7 @@ class _Registration:
     received: list = dataclasses.field(default_factory=list)
 
 
-class RedisAdapter(RedisCancel, RedisFlow, Adapter):
+class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
     name = "redis"
     durable = True
 
@@ -183,8 +184,12 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
         limit = self.setting("MAX_PAYLOAD_BYTES")
         groups: dict[tuple, list] = {}
         single: list[tuple] = []  # flow control: one call each (a key checked or a slot taken with the store)
+        waiting: list[tuple] = []  # prerequisites: one wait.lua call each, after the others (waits.py)
         for env in envelopes:
             raw = self.encode(env, limit)
+            if env.meta and "after" in env.meta:
+                waiting.append((env, raw))
+                continue
             lock = unique_lock(env) if env.meta else None
             slot = concurrency_slot(env) if env.meta else None
             if lock is not None or slot is not None:
@@ -200,6 +205,9 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
                 groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
                  for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)] + single
+        if not calls:
+            self._store_waiting(waiting)
+            return {}
         try:
             if len(calls) == 1:
                 try:
@@ -229,7 +237,10 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
             stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
             not_stored = [job_id for i, _ in failed for job_id in ids[i]]
             stored = [job_id for job_id in stored if job_id not in duplicates]
-            raise self._enqueue_error(failed[0][1], stored, not_stored) from failed[0][1]
+            raise self._enqueue_error(failed[0][1], stored, [*not_stored, *(env.job_id for env, _ in waiting)]
+                                      ) from failed[0][1]
+        if waiting:
+            self._store_waiting(waiting)
         return duplicates
 
     def _enqueue_error(self, cause: Exception, stored: list[str], not_stored: list[str]) -> EnqueueError:
@@ -387,7 +398,7 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
         job_id, token = split_token(claim)
         payload = envelope.encode() if envelope is not None and replace else ""
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
-        lock = unique_lock(envelope or claim.envelope) if target == "dead" else None
+        lock = unique_lock(envelope or claim.envelope) if target in ("dead", "discarded") else None
         limited = "1" if concurrency_slot(envelope or claim.envelope) is not None else ""
         return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
                              "" if expired_before is None else repr(expired_before),
@@ -399,6 +410,9 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
 
     def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "scheduled", run_at, envelope)
+
+    def discard(self, claim: Claim) -> None:
+        self._move(claim, "discarded", 0, claim.envelope, "processed", replace=False)
 
     def kill(self, claim: Claim, envelope: Envelope | None, error: dict | None = None) -> None:
         if self._move(claim, "dead", self.clock(), envelope, "failed", error=error):
@@ -545,10 +559,11 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
                 pipe.zcard(key)
             pipe.zcount(self.keys.running, "-inf", f"({ANCHOR_SCORE}")  # not the anchor (scripts/lib/anchor.lua)
             pipe.zcard(self.keys.cancelled)
+            pipe.zcard(self.keys.waits)
             values = pipe.execute()
         stats = [int(v or 0) for v in values[:4]]
         enqueued = sum(size for size, _ in self._sizes(self._queue_names()).values())
-        return Counts(*stats, enqueued, *values[4:8], sum(self._blocked_lengths().values()), values[8])
+        return Counts(*stats, enqueued, *values[4:8], sum(self._blocked_lengths().values()), values[8], values[9])
 
     def queues(self) -> list[QueueInfo]:
         now = self.clock()
@@ -572,8 +587,8 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
         offset = (page - 1) * per_page
         if state == "blocked":
             total, rows = self._blocked_page(queue, job, search, offset, per_page)
-        elif state in ("scheduled", "retry", "dead", "cancelled") and not (queue or job or search):
-            key = getattr(self.keys, state)
+        elif state in ("scheduled", "retry", "dead", "cancelled", "waiting") and not (queue or job or search):
+            key = self.keys.waits if state == "waiting" else getattr(self.keys, state)
             total = self.client.zcard(key)
             rng = self.client.zrevrange if state in ("dead", "cancelled") else self.client.zrange
             members = rng(key, offset, offset + per_page - 1, withscores=True)
@@ -622,7 +637,7 @@ class RedisAdapter(RedisCancel, RedisFlow, Adapter):
         return n
 
     def clear(self, queue: str) -> int:
-        return int(self.run("clear", queue))
+        return int(self.run("clear", queue, repr(self.clock())))
 
     def pause(self, queue: str) -> None:
         self.client.sadd(self.keys.paused, queue)

@@ -10,6 +10,9 @@
     P:retry               ZSET  job_id by run_at            (failed, will run again)
     P:dead                ZSET  job_id by failed_at         (capped: DEAD_MAX_JOBS, DEAD_MAX_DAYS)
     P:cancelled           ZSET  job_id by cancelled_at      (capped as P:dead is)
+    P:waits               ZSET  job_id by enqueue time      (waiting for prerequisites: scripts/lib/waits.lua;
+                                P:wjobs HASH job_id -> "policy|run_at"; P:pending:<id> SET of its
+                                prerequisites not ended; P:parents HASH job_id -> ids waiting for it)
     P:cancel              HASH  job_id -> when cancelling it was asked, for running jobs (honoured
                                 by move.lua; entries of jobs no longer running pruned by promote.lua)
     P:running             ZSET  job_id by lease expiry      (claimed by a worker)
@@ -53,6 +56,7 @@ class Keys:
         self.errors, self.unique, self.rates = f"{p}:errors", f"{p}:unique", f"{p}:rates"
         self.cjobs, self.ckeys = f"{p}:cjobs", f"{p}:ckeys"
         self.cancelled, self.cancel = f"{p}:cancelled", f"{p}:cancel"
+        self.waits = f"{p}:waits"  # (P:waiting is the idle fetchers' flag)
         self.cron, self.waiting, self.wake = f"{p}:cron", f"{p}:waiting", f"{p}:wake"
 
     def queue(self, name: str, priority: int | str) -> str:

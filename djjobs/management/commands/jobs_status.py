@@ -28,7 +28,7 @@ class Command(BaseCommand):
           f"Failed: {counts.failed:,} ({counts.failed_today:,} today)")
         w(f"Enqueued: {counts.enqueued:,}   Scheduled: {counts.scheduled:,}   Retry: {counts.retry:,}   "
           f"Dead: {counts.dead:,}   Busy: {counts.busy:,}   Blocked: {counts.blocked:,}   "
-          f"Cancelled: {counts.cancelled:,}")
+          f"Waiting: {counts.waiting:,}   Cancelled: {counts.cancelled:,}")
         w("")
         w(f"{'QUEUE':<24}{'SIZE':>10}{'LATENCY':>12}  PAUSED")
         for q in queues:

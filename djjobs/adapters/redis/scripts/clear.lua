@@ -1,6 +1,7 @@
 #!lua flags=allow-oom
--- Delete every ready job of a queue. ARGV: prefix, queue. Their concurrency slots go to
--- blocked jobs (lib/slots.lua), which join the queue afresh once it is emptied.
+-- Delete every ready job of a queue. ARGV: prefix, queue, now. Their concurrency slots go to
+-- blocked jobs (lib/slots.lua), which join the queue afresh once it is emptied; jobs waiting
+-- for them are settled (lib/waits.lua).
 local p, queue = ARGV[1], ARGV[2]
 local ids = {}
 for _, prio in ipairs(redis.call('ZRANGE', p .. ':prios:' .. queue, 0, -1)) do
@@ -13,5 +14,6 @@ for _, id in ipairs(ids) do
   redis.call('HDEL', p .. ':payloads', id)
   redis.call('HDEL', p .. ':meta', id)
   let_go(p, id, true)
+  parent_ended(p, id, 'deleted', ARGV[3])
 end
 return #ids

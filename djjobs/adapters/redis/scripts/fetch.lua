@@ -10,7 +10,8 @@
 -- fenced by `token`.
 -- Unique jobs among the acknowledged ones let go of their keys (lib/unique_release.lua), and
 -- concurrency-limited ones of their slots, admitting blocked jobs (lib/slots.lua) in time
--- for this same call to claim them.
+-- for this same call to claim them; and jobs waiting for them as prerequisites are settled
+-- (lib/waits.lua).
 -- ARGV: prefix, lease_until, token, limit, day, n, then n pairs (job_id, token), then m,
 -- then m pairs (uniqueness key, job_id) of acknowledged unique jobs, then c, then the ids
 -- of c acknowledged concurrency-limited jobs, then queue...
@@ -64,6 +65,12 @@ if acks_end > 6 then
     redis.call('INCRBY', p .. ':stat:processed', #done)
     redis.call('INCRBY', p .. ':stat:processed:' .. day, #done)
     redis.call('EXPIRE', p .. ':stat:processed:' .. day, 34560000)
+  end
+  if #done > 0 and redis.call('HLEN', p .. ':parents') > 0 then  -- jobs waiting for them: lib/waits.lua
+    local marks = call_in_slices('HMGET', p .. ':parents', done, 1)
+    for k, id in ipairs(done) do
+      if marks[k] then parent_ended(p, id, '', nil) end
+    end
   end
   for i = acks_end + 2, keys_end, 2 do
     if seen[ARGV[i + 1]] then unique_release(p .. ':unique', ARGV[i], ARGV[i + 1]) end

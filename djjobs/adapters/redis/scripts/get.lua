@@ -8,6 +8,8 @@ for _, state in ipairs({'running', 'scheduled', 'retry', 'dead', 'cancelled'}) d
   local score = redis.call('ZSCORE', p .. ':' .. state, id)
   if score then return {state, score, payload, queue} end
 end
+local waited = redis.call('ZSCORE', p .. ':waits', id)
+if waited then return {'waiting', waited, payload, queue} end
 local v = redis.call('HGET', p .. ':cjobs', id)  -- "<limit>|<a or b>|<key>": lib/slots.lua
 if v and string.find(v, '|b|', 1, true) == string.find(v, '|', 1, true) then return {'blocked', '', payload, queue} end
 return {'ready', '', payload, queue}

@@ -24,7 +24,7 @@ if state == 'ready' then
   end
 else
   local cmd = (state == 'dead' or state == 'cancelled') and 'ZREVRANGE' or 'ZRANGE'
-  local raw = redis.call(cmd, p .. ':' .. state, 0, scan_limit - 1, 'WITHSCORES')
+  local raw = redis.call(cmd, p .. ':' .. (state == 'waiting' and 'waits' or state), 0, scan_limit - 1, 'WITHSCORES')
   for i = 1, #raw, 2 do
     if not is_anchor(raw[i]) then members[#members + 1] = {raw[i], raw[i + 1]} end
   end
