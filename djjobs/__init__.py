@@ -7,8 +7,10 @@
 
     SendReceipt.perform_later(purchase)
 """
+from .batch_status import BatchStatus
+from .batches import Batch
 from .cancellation import cancel, cancel_many
-from .errors import (ConfigurationError, DeserializationError, DjJobsError, DuplicateJob, EnqueueError, JobCancelled,
+from .errors import (BatchFinished, ConfigurationError, DeserializationError, DjJobsError, DuplicateJob, EnqueueError, JobCancelled,
                      JobTimeout, PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
 from .job import ConfiguredJob, Job, perform_all_later
@@ -18,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
-    "cancel", "cancel_many", "JobCancelled",
+    "cancel", "cancel_many", "JobCancelled", "Batch", "BatchStatus", "BatchFinished",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
     "EnqueueError", "DuplicateJob", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
 ]

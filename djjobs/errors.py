@@ -81,3 +81,13 @@ class PrerequisiteFailed(DjJobsError):
     """A job's prerequisite (``set(after=...)``) failed for good, was discarded, cancelled or
     deleted, so the job was sent to the dead set without running (``if_prerequisite_fails``
     "dead", the default). The stored error names the prerequisite and how it ended."""
+
+
+class BatchFinished(EnqueueError):
+    """A job was enqueued into a batch that is complete (its ``on_complete`` has fired), or
+    that storage does not know (never opened, or pruned ``BATCH_RETENTION_SECONDS`` after
+    it completed). Nothing of that enqueue was stored. ``batch_id`` names the batch."""
+
+    def __init__(self, message: str = "", *, batch_id: str = ""):
+        super().__init__(message, not_stored=())
+        self.batch_id = batch_id

@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, ClassVar, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import arguments, concurrency, conf, prerequisites, registry, uniqueness
+from . import arguments, batch_status, concurrency, conf, prerequisites, registry, uniqueness
+from .batch_status import BatchStatus
+from .batches import Batch
 from .envelope import Envelope
 
 
@@ -230,6 +232,9 @@ class Job:
             meta["unique"] = uniqueness.lock_for(self, args, kwargs, now).as_meta()
         if self.prerequisites is not None:
             meta["after"] = self.prerequisites
+        batch = batch_status.current()
+        if batch is not None:
+            meta["batch"] = batch.id
         if type(self).concurrency_limit is not None:
             meta["concurrency"] = concurrency.slot_for(self)
         if type(self).rate_limit is not None:
@@ -277,8 +282,17 @@ class Job:
         """When the job was enqueued (aware, local time zone), None before."""
         return datetime.fromtimestamp(self.enqueued_ts).astimezone() if self.enqueued_ts is not None else None
 
+    @property
+    def batch(self) -> "Batch | None":
+        """The batch this job belongs to (docs/batches.md), to add jobs to it while it runs
+        (``self.batch.add(...)`` or ``with self.batch:``); None outside a batch."""
+        batch_id = self.envelope.meta.get("batch") if self.envelope is not None else None
+        return Batch.existing(batch_id) if batch_id else None
+
     def load_arguments(self) -> None:
         args, kwargs = arguments.deserialize(self.envelope.args, self.envelope.kwargs)
+        if "batch_event" in self.envelope.meta and args and isinstance(args[0], dict):
+            args[0] = BatchStatus.from_dict(args[0])  # a batch callback's argument (batches.py)
         self.arguments, self.kwargs = tuple(args), kwargs
 
     def __repr__(self) -> str:

@@ -44,6 +44,10 @@ class JobRow(models.Model):
     prereqs_pending = models.IntegerField(null=True)
     prereq_policy = models.CharField(max_length=8, null=True)
     has_dependants = models.BooleanField(default=False, db_default=False)
+    # Batches (djjobs/batches.py): the batch it joined (kept on a dead or cancelled row, for the
+    # batch's list of failures); while it is pending there it also has a djjobs_batch_job row, and
+    # has_dependants (its end is settled, not acknowledged plainly).
+    batch_id = models.CharField(max_length=64, null=True)
 
     class Meta:
         db_table = "djjobs_job"
@@ -61,11 +65,52 @@ class JobRow(models.Model):
             models.Index(fields=["concurrency_key", "state", "position"], condition=Q(concurrency_key__isnull=False),
                          name="djjobs_job_concurrency"),
             models.Index(fields=["state", "position"], condition=Q(state="waiting"), name="djjobs_job_waiting"),
+            models.Index(fields=["batch_id", "state"], condition=Q(batch_id__isnull=False), name="djjobs_job_batch"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["unique_key"], condition=Q(unique_key__isnull=False),
                                     name="djjobs_job_unique_key"),
         ]
+
+
+class BatchRow(models.Model):
+    """One batch (djjobs/batches.py): its counts (one UPDATE of this row settles a job, so two
+    jobs ending at once are counted one after the other), whether its ``with`` block has exited,
+    when it completed, and its callbacks' envelopes (JSON text by event) and the events fired."""
+
+    batch_id = models.CharField(max_length=64, unique=True)
+    description = models.TextField(default="", blank=True)
+    created_at = models.FloatField()
+    closed = models.BooleanField(default=False)
+    completed_at = models.FloatField(null=True)
+    total = models.BigIntegerField(default=0)
+    pending = models.BigIntegerField(default=0)
+    succeeded = models.BigIntegerField(default=0)
+    dead = models.BigIntegerField(default=0)
+    discarded = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    properties = models.TextField(default="{}")
+    callbacks = models.TextField(default="{}")
+    callback_ids = models.TextField(default="{}")
+    fired = models.CharField(max_length=40, default="", blank=True)
+
+    class Meta:
+        db_table = "djjobs_batch"
+        indexes = [models.Index(fields=["created_at"], name="djjobs_batch_created"),
+                   models.Index(fields=["completed_at"], condition=Q(completed_at__isnull=False),
+                                name="djjobs_batch_completed"),
+                   models.Index(fields=["created_at"], condition=Q(completed_at__isnull=True), name="djjobs_batch_open")]
+
+
+class BatchMember(models.Model):
+    """A job pending in a batch: deleted by the step that ends the job, which settles it
+    (the DELETE's rowcount makes a job counted once, however often it ends)."""
+
+    job_id = models.CharField(max_length=64, primary_key=True)
+    batch_id = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "djjobs_batch_job"
 
 
 class DailyStat(models.Model):

@@ -34,6 +34,7 @@ from django.db import connections, transaction
 
 from . import registry, signals
 from .adapters import get_adapter
+from .batch_status import current as current_batch
 from .envelope import Envelope
 from .errors import DuplicateJob, EnqueueError
 from .masking import masked
@@ -51,8 +52,10 @@ def submit(jobs: list["Job"]) -> None:
     envelopes = [job.to_envelope() for job in jobs]
     groups: dict[bool, list[Envelope]] = {}
     unique: dict[str, "Job"] = {}
+    batch = current_batch()  # the jobs of a batch opened after the commit are stored after it too
+    deferred = batch is not None and batch.deferred
     for job, env in zip(jobs, envelopes):
-        groups.setdefault(type(job).enqueue_after_commit, []).append(env)
+        groups.setdefault(type(job).enqueue_after_commit or deferred, []).append(env)
         if env.meta and "unique" in env.meta:
             unique[env.job_id] = job
     settle = _settler(unique) if unique else None
@@ -87,21 +90,34 @@ def submit_envelopes(envelopes: list[Envelope], *, after_commit: bool, adapter: 
     if not after_commit:
         _settle(settle, store(adapter, envelopes))
         return
-    open_aliases = [c.alias for c in connections.all(initialized_only=True) if in_user_transaction(c.alias)]
-    own = adapter.setting("DATABASE") if adapter.transactional_enqueue else None
-    if not open_aliases or open_aliases == [own]:
+    open_aliases = commit_aliases(adapter)
+    if not open_aliases:
         _settle(settle, store(adapter, envelopes))  # now: no transaction, or the job joins the only one open
         return
     for env in envelopes:  # fail in the caller, before the commit, if a job cannot be stored
         adapter.encode(env)
-    waiting = [len(open_aliases)]
+    on_commit_of(open_aliases, lambda: _store_after_commit(adapter, envelopes, settle))
 
-    def committed() -> None:  # stored once every open transaction has committed
+
+def commit_aliases(adapter: "Adapter") -> list[str]:
+    """The database aliases whose open transactions a deferred store waits for; none when
+    it happens now (no transaction, or only the adapter's own, which it joins)."""
+    open_aliases = [c.alias for c in connections.all(initialized_only=True) if in_user_transaction(c.alias)]
+    own = adapter.setting("DATABASE") if adapter.transactional_enqueue else None
+    return [] if open_aliases == [own] else open_aliases
+
+
+def on_commit_of(aliases: list[str], fn: "Callable[[], None]") -> None:
+    """Call ``fn`` once every transaction open on ``aliases`` has committed (never, if one
+    rolls back). Calls registered in order run in that order."""
+    waiting = [len(aliases)]
+
+    def committed() -> None:
         waiting[0] -= 1
         if waiting[0] == 0:
-            _store_after_commit(adapter, envelopes, settle)
+            fn()
 
-    for alias in open_aliases:
+    for alias in aliases:
         transaction.on_commit(committed, using=alias)
 
 

@@ -71,6 +71,21 @@ it was becomes ready (or scheduled, its run time ahead); one whose prerequisite 
 goes to the dead set with a PrerequisiteFailed error beside its payload, is forgotten, or
 goes on, as its policy says, and ends badly in turn for its own dependants.
 
+Batches (:mod:`djjobs.batches`, ``envelope.meta["batch"]``; the counting rules in
+:mod:`djjobs.batch_status`): :meth:`Adapter.open_batch` stores an open batch with its
+callbacks' envelopes. ``enqueue`` stores a job of a batch and counts it pending in the same
+atomic step, or refuses the whole call with BatchFinished when the batch is complete or
+unknown. Every step that ends a job for good (the same steps that settle prerequisites, and
+their cascade: a dependant sent to the dead set or discarded is settled too) settles it in its
+batch in that step: one pending less, one more succeeded, dead, discarded (deleted counts so)
+or cancelled, and in that same step stores ``on_death`` at the batch's first dead job and
+``on_complete`` (then ``on_success``, when nothing failed) when a closed batch has nothing
+pending; :meth:`Adapter.close_batch` does the latter for a batch with nothing pending.
+Each callback is stored at most once (its envelope, with the status as its argument and now
+as its enqueue time, ready in its queue). :meth:`Adapter.repair_batches` settles, as
+deleted, jobs counted pending that storage no longer has, and completes closed batches
+with nothing pending that are not complete.
+
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
 """
@@ -85,8 +100,9 @@ from typing import Any, Callable, Iterable, Sequence
 import orjson
 
 from .. import conf
+from ..batch_status import BatchStatus
 from ..envelope import Envelope
-from ..errors import EnqueueError, PayloadError, SerializationError, UnsupportedFeature
+from ..errors import BatchFinished, EnqueueError, PayloadError, SerializationError, UnsupportedFeature
 from ..concurrency import slot_of
 from ..uniqueness import UniqueLock, lock_of
 
@@ -196,6 +212,14 @@ class ConcurrencyUse:
 @dataclasses.dataclass
 class Page:
     items: list[JobRecord]
+    total: int
+    page: int
+    per_page: int
+
+
+@dataclasses.dataclass
+class BatchPage:
+    items: list[BatchStatus]
     total: int
     page: int
     per_page: int
@@ -373,6 +397,37 @@ class Adapter(ABC):
         with ``envelope``, fenced by the lease token; counts neither processed nor failed."""
         raise NotImplementedError
 
+    # --- batches (djjobs/batches.py) ---------------------------------------------
+    def open_batch(self, status: BatchStatus, callbacks: dict[str, Envelope]) -> None:
+        """Store a new, open batch (``status``: id, description, created time, properties)
+        and the envelopes of its callbacks by event ("complete", "success", "death"),
+        complete but for their argument and enqueue time."""
+        raise UnsupportedFeature(f"The {self.name} adapter cannot keep batches; use the redis, database, async or "
+                                 "test adapter.")
+
+    def close_batch(self, batch_id: str) -> None:
+        """The batch's ``with`` block exited: from now on it completes when nothing is
+        pending, at once if nothing is. Closing twice, or an unknown batch, does nothing."""
+        raise NotImplementedError
+
+    def batch_status(self, batch_id: str) -> BatchStatus | None:
+        """The batch's counts now, or None (never opened, or pruned after completing)."""
+        return None
+
+    def batches(self, *, page: int = 1, per_page: int = 25) -> BatchPage:
+        """One page of batches, newest first."""
+        return BatchPage([], 0, page, per_page)
+
+    def batch_failures(self, batch_id: str, limit: int = 100) -> list[str]:
+        """Ids of the batch's jobs that ended dead or cancelled and are still stored (newest
+        first, at most ``limit``)."""
+        return []
+
+    def repair_batches(self) -> int:
+        """Settle jobs counted pending that storage no longer has (as deleted), and complete
+        closed batches with nothing pending. Returns how many batches it changed."""
+        return 0
+
     # --- scheduler ------------------------------------------------------
     def claim_tick(self, name: str, tick_at: float) -> bool:
         """True exactly once per (name, tick_at), whoever asks, for cron."""
@@ -480,6 +535,22 @@ class Adapter(ABC):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+def batch_of(envelope: Envelope | None) -> str | None:
+    """The id of the batch a job belongs to, if any."""
+    return envelope.meta.get("batch") if envelope is not None and envelope.meta else None
+
+
+def fired(template: Envelope, status: dict, now: float) -> Envelope:
+    """A batch callback's envelope as stored when it fires (:meth:`Adapter.open_batch`)."""
+    return template.copy(args=[status], enqueued_at=now)
+
+
+def batch_refused(batch_id: str, why: str = "complete or unknown") -> "BatchFinished":
+    return BatchFinished(f"Batch {batch_id} is {why}: no job can join it any more (it completed, or was never "
+                         "opened, or was pruned BATCH_RETENTION_SECONDS after completing). Nothing of this enqueue "
+                         "was stored; open a new Batch.", batch_id=batch_id)
 
 
 def with_prerequisites_last(envelopes: Sequence[Envelope]) -> list[Envelope]:

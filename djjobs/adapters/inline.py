@@ -4,19 +4,23 @@
 ``retry_job`` also run again at once, without waiting (at most 100 runs in a
 row), and a job that fails for good re-raises its exception to the caller.
 Nothing is stored, so there is nothing to inspect: the inspection methods
-report empty state.
+report empty state. Batches are kept in this process (memory_batches.py): each job of a
+batch is settled as its run in the caller ends, and a callback runs in the caller of the
+step that fires it (the last job's enqueue, or the ``with`` block's exit).
 """
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Sequence
 
 from ..envelope import Envelope
-from .base import Adapter, Counts, JobRecord, Page
+from .base import Adapter, Counts, JobRecord, Page, batch_of
 from .local import LocalRates, LocalResults
+from .memory_batches import MemoryBatches
 
 
-class InlineAdapter(Adapter):
+class InlineAdapter(MemoryBatches, Adapter):
     name = "inline"
     supports_fetch = False
 
@@ -24,13 +28,22 @@ class InlineAdapter(Adapter):
         super().__init__(options)
         self._results = LocalResults(lambda: self.clock())  # django.tasks results, in this process
         self._rates = LocalRates(lambda: self.clock())  # djjobs.limit() windows, in this process
+        self._cond = threading.RLock()  # (a callback runs under it, and may enqueue)
+        self._recs: dict = {}  # nothing is stored
+        self._batch_init()
 
     def enqueue(self, envelope: Envelope) -> None:
         """Runs the job at once; a unique job too (it has finished before any second enqueue
         could see it held), so uniqueness never refuses an enqueue here."""
-        from ..execution import perform_in_caller
+        from ..execution import perform_in_caller, run_in_caller
         self.encode(envelope)  # same limits as every adapter
-        perform_in_caller(envelope.copy(run_at=None), retry_later=False)
+        if batch_of(envelope) is None:
+            perform_in_caller(envelope.copy(run_at=None), retry_later=False)
+            return
+        self._run_in_batch(envelope, lambda env: run_in_caller(env.copy(run_at=None), retry_later=False)[1])
+
+    def _store(self, envelope: Envelope, raw: bytes, now: float) -> None:
+        self.enqueue(envelope)  # a batch callback firing: it runs here
 
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         for env in envelopes:

@@ -20,6 +20,7 @@ from .base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, Queu
                    concurrency_slot, decode_or_none, fenced_claim, recover_orphans, split_token, unique_lock,
                    with_prerequisites_last)
 from .local import LocalRates, LocalResults
+from .memory_batches import MemoryBatches
 from .memory_cancel import MemoryCancel
 from .memory_prereqs import MemoryPrerequisites
 
@@ -43,7 +44,7 @@ class _Rec:
 
 
 
-class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
+class MemoryAdapter(MemoryPrerequisites, MemoryCancel, MemoryBatches, Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
     name = "memory"
@@ -69,6 +70,7 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
         self._cancels: dict[str, float] = {}  # running job id -> when its cancellation was asked
         self._children: dict[str, list[str]] = {}  # job id -> ids of the jobs waiting for it
         self._pending: dict[str, tuple[set[str], str]] = {}  # waiting job -> (prerequisites not ended, policy)
+        self._batch_init()
 
     # --- internals (caller holds the lock) ------------------------------------
     def _put_ready(self, job_id: str, rec: _Rec, front: bool = False) -> None:
@@ -146,13 +148,18 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
             if holder is not None:
                 if lock.conflict != "replace":
                     return holder
-                if self._recs[holder].state != "running":
-                    del self._recs[holder]  # its heap entry is skipped when popped
+                if self._recs[holder].state != "running":  # its heap entry is skipped when popped
+                    self._ended(holder, self._recs.pop(holder), "deleted")
             self._unique[lock.key] = (env.job_id, lock.expires, lock.until)
         rec = _Rec(raw, env.queue, env.priority, env.enqueued_at, "ready", unique=lock.key if lock else None,
                    slot=concurrency_slot(env))
         self._recs[env.job_id] = rec
+        batch_id = env.meta.get("batch") if env.meta else None
+        if batch_id is not None:
+            self._batch_join(env.job_id, batch_id)
         if env.meta and "after" in env.meta and self._waits(env, rec, now):
+            if batch_id is not None and (env.job_id not in self._recs or rec.state == "dead"):  # ended at once
+                self._batch_ended(env.job_id, "dead" if env.job_id in self._recs else "discarded")
             return None
         if env.run_at is not None and env.run_at > now:
             rec.state, rec.at = "scheduled", env.run_at
@@ -205,6 +212,8 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
     def enqueue(self, envelope: Envelope) -> str | None:
         raw = self.encode(envelope)
         with self._cond:
+            if envelope.meta and "batch" in envelope.meta:
+                self._batch_admit([envelope])
             return self._store(envelope, raw, self.clock())
 
     def enqueue_raw(self, raw: bytes, queue: str) -> None:
@@ -219,6 +228,7 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
         encoded = [(env, self.encode(env)) for env in with_prerequisites_last(envelopes)]
         duplicates = {}
         with self._cond:
+            self._batch_admit(envelopes)
             now = self.clock()
             for env, raw in encoded:
                 holder = self._store(env, raw, now)

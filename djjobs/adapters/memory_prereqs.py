@@ -44,12 +44,13 @@ class MemoryPrerequisites:
 
     def _parent_ended(self, job_id: str, how: str) -> None:
         """``job_id`` ended (``how`` "" for a success): settle the jobs waiting for it, and down
-        the chain those it ends badly."""
+        the chain those it ends badly; and each of them in its batch (memory_batches.py)."""
         todo = [(job_id, how)]
         for _ in range(MAX_CASCADE):
             if not todo:
                 return
             parent, how = todo.pop()
+            self._batch_ended(parent, how)  # each job ended here, the first and the cascade's
             for child in self._children.pop(parent, ()):
                 pending, policy = self._pending.get(child, (None, ""))
                 rec = self._recs.get(child)

@@ -6,7 +6,9 @@ order, for assertions. Inside ``perform_enqueued_jobs()`` (``performing`` > 0)
 a job runs at enqueue time in the caller instead, retries at once, and a job
 that fails for good re-raises its exception. Unique jobs are honoured in both modes: a
 job whose key a stored job holds is neither stored nor run (``enqueued`` records only
-the jobs that were stored or run).
+the jobs that were stored or run). Batches are honoured in both modes: a drain runs each
+callback once, as a worker would; inside ``perform_enqueued_jobs()`` a job of a batch is
+settled as its run ends and a callback runs in the caller of the step that fires it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import threading
 from typing import Sequence
 
 from ..envelope import Envelope
-from .base import unique_lock, with_prerequisites_last
+from .base import batch_of, unique_lock, with_prerequisites_last
 from .memory import MemoryAdapter
 
 
@@ -38,7 +40,10 @@ class TestAdapter(MemoryAdapter):
             if holder is not None and lock.conflict != "replace":
                 return holder
             self._note(envelope)
-            self.run(envelope)
+            if batch_of(envelope) is not None:
+                self._run_in_batch(envelope, self.run)
+            else:
+                self.run(envelope)
             return None
         holder = super().enqueue(envelope)
         if holder is None:
@@ -52,6 +57,8 @@ class TestAdapter(MemoryAdapter):
     def enqueue_many(self, envelopes: Sequence[Envelope]) -> dict[str, str]:
         for env in envelopes:  # all or nothing, like the other adapters: refuse a bad batch before storing any
             self.encode(env)
+        with self._cond:
+            self._batch_admit(envelopes)
         duplicates = {}
         for env in with_prerequisites_last(envelopes):
             holder = self.enqueue(env)
@@ -95,6 +102,14 @@ class TestAdapter(MemoryAdapter):
                     self.discard(claim)
         raise RuntimeError(f"Jobs kept enqueueing jobs for {max_rounds} rounds; stopping the drain.")
 
+    def _store(self, env: Envelope, raw: bytes, now: float) -> str | None:
+        if env.meta and "batch_event" in env.meta:  # a batch callback firing: recorded (and run here, performing)
+            self._note(env)
+            if self.performing:
+                self.run(env)
+                return None
+        return super()._store(env, raw, now)
+
     def clear(self, queue: str | None = None) -> int:
         if queue is not None:
             return super().clear(queue)
@@ -102,6 +117,8 @@ class TestAdapter(MemoryAdapter):
             n = len(self._recs)
             self._recs.clear()
             self._ready.clear()
+            self._batches.clear()
+            self._bjobs.clear()
         with self._record_lock:
             self.enqueued.clear()
             self.performed.clear()

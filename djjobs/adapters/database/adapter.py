@@ -30,6 +30,7 @@ from ...errors import EnqueueError
 from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, concurrency_slot, decode_or_none,
                     fenced_claim, recover_orphans, split_token, unique_lock)
 from . import flow
+from .batches import DatabaseBatches
 from .cancel import DatabaseCancel
 from .waits import DatabasePrerequisites
 from .dialects import dialect_for
@@ -43,6 +44,7 @@ ROW = "(" + ", ".join(["%s"] * ROW_FIELDS) + ")"
 TICK_CLAIM_SECONDS = 8 * 86400
 PRUNE_BATCH = 1000
 SINGLE_INSERT = flow.insert_sql(COLUMNS, ROW_FIELDS)
+PLAIN_INSERT = INSERT + ROW
 
 
 
@@ -72,9 +74,10 @@ def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | N
     return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
-class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, Adapter):
+class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, DatabaseBatches, flow.DatabaseFlow, Adapter):
     name = "database"
     #: one job row with its flow-control and prerequisite columns (waits.py)
+    PLAIN_INSERT = PLAIN_INSERT
     WAIT_INSERT = (f"INSERT INTO djjobs_job ({COLUMNS}, {flow.FLOW_COLUMNS}, prereqs_pending, prereq_policy) VALUES "
                    f"({', '.join(['%s'] * (ROW_FIELDS + flow.FLOW_FIELDS + 2))})")
     transactional_enqueue = True
@@ -120,7 +123,10 @@ class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, 
         prerequisites (waits.py)."""
         now = self.clock()
         rows, single, waiting = [], [], []
+        members: dict[str, list[str]] = {}  # batch id -> its jobs in this call (batches.py)
         for env in envelopes:
+            if env.meta and "batch" in env.meta:
+                members.setdefault(env.meta["batch"], []).append(env.job_id)
             if env.meta and "after" in env.meta:
                 waiting.append(env)
                 continue
@@ -131,7 +137,7 @@ class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, 
             else:
                 single.append((row + flow.flow_values(lock, slot), lock, slot))
         queues = {env.queue for env in envelopes}
-        if not single and not waiting:
+        if not single and not waiting and not members:
             self._insert(rows, queues)
             return {}
         duplicates: dict[str, str] = {}
@@ -140,7 +146,7 @@ class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, 
 
         # One unique job (skip/raise) on its own needs no transaction: flow.insert_single
         alone = (not rows and not items and len(single) == 1 and single[0][2] is None
-                 and single[0][1].conflict != "replace")
+                 and single[0][1].conflict != "replace" and not members)
 
         def write(_rows, _queues) -> None:
             with contextlib.nullcontext() if alone else transaction.atomic(using=self.alias):
@@ -154,6 +160,8 @@ class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, 
                             duplicates[row[0]] = holder
                     if items:
                         self._store_waiting(cursor, items, now)
+                    if members:
+                        self._batch_join(cursor, members, {env.job_id for env, _ in items}, now)
                     self.dialect.notify(cursor, queues)
         self._insert(rows + [row for row, _, _ in single] + [[env.job_id] for env, _ in items], queues, write)
         return duplicates

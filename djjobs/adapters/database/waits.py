@@ -115,12 +115,14 @@ class DatabasePrerequisites:
 
     def _settle(self, cursor, ended: Sequence[tuple[str, str]], now: float) -> None:
         """Jobs that ended (id, how: "" for a success): settle the jobs waiting for them, and
-        down the chain those they end badly. Inside the caller's transaction."""
-        todo = list(ended)
+        down the chain those they end badly; then each of them in its batch. Inside the
+        caller's transaction."""
+        todo, settled = list(ended), []
         for _ in range(MAX_CASCADE):
             if not todo:
-                return
+                break
             parent, how = todo.pop()
+            settled.append((parent, how))
             cursor.execute("DELETE FROM djjobs_dependency WHERE parent_id = %s RETURNING child_id", [parent])
             children = sorted(r[0] for r in cursor.fetchall())
             if not children:
@@ -133,6 +135,7 @@ class DatabasePrerequisites:
                     todo.append((child, self._end_waiting(cursor, child, policy, parent, how, now)))
                 elif left <= 0:
                     self._wait_over(cursor, row_id, run_at, key, limit, now)
+        self._settle_batches(cursor, settled, now)  # each of them in its batch (batches.py)
 
     def _end_waiting(self, cursor, job_id: str, policy: str, parent: str, how: str, now: float) -> str:
         if policy == "discard":

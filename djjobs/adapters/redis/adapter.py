@@ -35,9 +35,10 @@ except ImportError:  # pragma: no cover - hiredis comes with djjobs[redis]
     _pack = None
 
 from ...envelope import Envelope
-from ...errors import ConfigurationError, EnqueueError
-from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerInfo, concurrency_slot, decode_or_none,
+from ...errors import BatchFinished, ConfigurationError, EnqueueError
+from ..base import (Adapter, Claim, batch_refused, Counts, JobRecord, Page, QueueInfo, WorkerInfo, concurrency_slot, decode_or_none,
                     fenced_claim, recover_orphans, split_token, unique_lock)
+from .batches import RedisBatches
 from .cancel import RedisCancel
 from .flow import SCAN_LIMIT, RedisFlow
 from .keys import ANCHOR_SCORE, Keys
@@ -79,7 +80,7 @@ class _Registration:
     received: list = dataclasses.field(default_factory=list)
 
 
-class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
+class RedisAdapter(RedisPrerequisites, RedisCancel, RedisBatches, RedisFlow, Adapter):
     name = "redis"
     durable = True
 
@@ -185,8 +186,12 @@ class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
         groups: dict[tuple, list] = {}
         single: list[tuple] = []  # flow control: one call each (a key checked or a slot taken with the store)
         waiting: list[tuple] = []  # prerequisites: one wait.lua call each, after the others (waits.py)
+        batches: set[str] = set()
         for env in envelopes:
             raw = self.encode(env, limit)
+            batch = env.meta.get("batch", "") if env.meta else ""
+            if batch:
+                batches.add(batch)
             if env.meta and "after" in env.meta:
                 waiting.append((env, raw))
                 continue
@@ -196,15 +201,18 @@ class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
                 head = (*((lock.key, repr(lock.expires), lock.until, lock.conflict) if lock else ("", "", "", "")),
                         repr(now), *((slot[0], slot[1]) if slot else ("", 0)))
                 if env.run_at is not None and env.run_at > now:
-                    single.append((env.queue, str(env.priority), "x1", *head, env.job_id, repr(env.run_at), raw))
+                    single.append((env.queue, str(env.priority), "x1", batch, *head, env.job_id, repr(env.run_at), raw))
                 else:
-                    single.append((env.queue, str(env.priority), "x", *head, env.job_id, raw))
+                    single.append((env.queue, str(env.priority), "x", batch, *head, env.job_id, raw))
             elif env.run_at is not None and env.run_at > now:  # scheduled: (id, run_at, payload)
-                groups.setdefault((env.queue, str(env.priority), "1"), []).extend((env.job_id, repr(env.run_at), raw))
+                groups.setdefault((env.queue, str(env.priority), "1", batch), []).extend(
+                    (env.job_id, repr(env.run_at), raw))
             else:  # ready: (id, payload)
-                groups.setdefault((env.queue, str(env.priority), ""), []).extend((env.job_id, raw))
+                groups.setdefault((env.queue, str(env.priority), "", batch), []).extend((env.job_id, raw))
         calls = [(*key, *rows[start:start + width * BATCH]) for key, rows in groups.items()
                  for width in (3 if key[2] else 2,) for start in range(0, len(rows), width * BATCH)] + single
+        if batches and len(calls) + len(waiting) > 1:
+            self._batches_open(batches)  # all or nothing: refused before any call (batches.py)
         if not calls:
             self._store_waiting(waiting)
             return {}
@@ -229,11 +237,22 @@ class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
             raise EnqueueError(f"Redis at {self.url} failed during the enqueue ({type(exc).__name__}: {exc}); "
                                "whether the job(s) were stored is unknown: check by job_id.") from exc
         failed = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
-        duplicates = {call[10]: r[1].decode() for call, r in zip(calls, results)  # a single call's job id: index 10
+        duplicates = {call[11]: r[1].decode() for call, r in zip(calls, results)  # a single call's job id: index 11
                       if isinstance(r, list) and r and r[0] == b"dup"}
+        refused = next((call[3] for call, r in zip(calls, results) if isinstance(r, list) and r and r[0] == b"batch"),
+                       None)
+        if refused is not None and not failed:
+            failed = [(i, batch_refused(call[3])) for i, (call, r) in enumerate(zip(calls, results))
+                      if isinstance(r, list) and r and r[0] == b"batch"]
+        if failed and isinstance(failed[0][1], BatchFinished):
+            ids = [[call[11]] if call[2] in ("x", "x1") else call[4::3 if call[2] else 2] for call in calls]
+            failed[0][1].stored = [j for i, r in enumerate(results) if not isinstance(r, (Exception, list))
+                                   for j in ids[i]]
+            failed[0][1].not_stored = [j for i, _ in failed for j in ids[i]] + [env.job_id for env, _ in waiting]
+            raise failed[0][1]
         if failed:
-            ids = [[call[10]] if call[2] in ("x", "x1") else call[3::3 if call[2] else 2]
-                   for call in calls]  # each call's job ids (its rows from index 3, a single one's at 10)
+            ids = [[call[11]] if call[2] in ("x", "x1") else call[4::3 if call[2] else 2]
+                   for call in calls]  # each call's job ids (its rows from index 4, a single one's at 11)
             stored = [job_id for i, r in enumerate(results) if not isinstance(r, Exception) for job_id in ids[i]]
             not_stored = [job_id for i, _ in failed for job_id in ids[i]]
             stored = [job_id for job_id in stored if job_id not in duplicates]
@@ -263,7 +282,7 @@ class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
         env = decode_or_none(raw)
         # Mode 'raw': its place goes in P:meta, in the same script, as for a scheduled job:
         # the payload may not say it, or may say another (scripts/lib/place.lua).
-        self.run("enqueue", queue, str(env.priority if env else 0), "raw", env.job_id if env else uuid.uuid4().hex,
+        self.run("enqueue", queue, str(env.priority if env else 0), "raw", "", env.job_id if env else uuid.uuid4().hex,
                  bytes(raw))
 
     # --- worker ---------------------------------------------------------
@@ -380,7 +399,7 @@ class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
         acks = [v for c in complete for v in split_token(c)]
         keys = [v for c in complete if (lock := unique_lock(c.envelope)) for v in (lock.key, split_token(c)[0])]
         slots = [split_token(c)[0] for c in complete if concurrency_slot(c.envelope)]
-        result = self.run("fetch", repr(lease_until), token, limit if queues else 0, self._day(),
+        result = self.run("fetch", repr(lease_until), token, limit if queues else 0, self._day(), repr(self.clock()),
                           len(complete), *acks, len(keys) // 2, *keys, len(slots), *slots, *queues)
         claims = []
         for i in range(0, len(result), 2):

@@ -11,7 +11,7 @@ import redis
 from ...envelope import Envelope
 from ...errors import EnqueueError
 from ...prerequisites import of
-from ..base import concurrency_slot
+from ..base import batch_refused, concurrency_slot
 
 
 class RedisPrerequisites:
@@ -26,12 +26,21 @@ class RedisPrerequisites:
                     slot = concurrency_slot(env)
                     self.scripts["wait"](args=[self.keys.prefix, now, env.job_id, raw, env.queue, str(env.priority),
                                                repr(env.run_at) if env.run_at is not None else "", policy,
-                                               *(slot if slot else ("", 0)), *ids], client=pipe)
+                                               *(slot if slot else ("", 0)), env.meta.get("batch", ""), *ids],
+                                         client=pipe)
                 results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             raise EnqueueError(f"Redis at {self.url} failed while storing {len(items):,} job(s) with prerequisites "
                                f"({type(exc).__name__}: {exc}); whether they were stored is unknown: check by "
                                "job_id.", not_stored=()) from exc
+        refused = [env for (env, _), r in zip(items, results) if r == b"batch"]
+        if refused:
+            error = batch_refused(refused[0].meta["batch"])
+            error.stored = [env.job_id for (env, _), r in zip(items, results) if r != b"batch"
+                            and not isinstance(r, Exception)]
+            error.not_stored = [env.job_id for (env, _), r in zip(items, results) if r == b"batch"
+                                or isinstance(r, Exception)]
+            raise error
         failed = [env.job_id for (env, _), r in zip(items, results) if isinstance(r, Exception)]
         if failed:
             cause = next(r for r in results if isinstance(r, Exception))

@@ -2,7 +2,7 @@
 -- the queue's list in order) or scheduled (sorted set by run_at, and their place in P:meta,
 -- which promotion reads; a ready job's place is the list it is in: scripts/lib/place.lua).
 -- ARGV: prefix, queue, priority, mode ('1' scheduled, '' ready, 'raw' ready with a P:meta
--- entry: enqueue_raw's payload may not say where it belongs), then per job:
+-- entry: enqueue_raw's payload may not say where it belongs), batch id ('' for none), then per job:
 --   ready: job_id, payload (pairs: the payload hash takes them as they come);
 --   scheduled: job_id, run_at, payload.
 -- Jobs with flow control: mode 'x' (ready) or 'x1' (scheduled), then the uniqueness key (''
@@ -15,15 +15,23 @@
 -- A batch whose first job is stored already was stored by this same call, sent again
 -- after its reply was lost (RedisAdapter.run, redis-py's retries): it is not stored twice
 -- (its ids would be queued twice, and run twice). Returns 0 then.
-local p, queue, prio, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local base, scheduled = 5, mode == '1' or mode == 'x1'
-if mode == 'x' or mode == 'x1' then base = 12 end
+-- A batch's jobs count pending in it (lib/batches.lua) from this step; a batch complete or
+-- unknown refuses the call before any write: {'batch'}.
+local p, queue, prio, mode, batch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local base, scheduled = 6, mode == '1' or mode == 'x1'
+if mode == 'x' or mode == 'x1' then base = 13 end
 if redis.call('HEXISTS', p .. ':payloads', ARGV[base]) == 1 then return 0 end
-if base == 12 and ARGV[5] ~= '' then
-  local key, mode_u = ARGV[5], ARGV[7]
-  local holder = unique_holder(unique_keys(p), key, tonumber(ARGV[9]))
+local members = nil
+if batch ~= '' then
+  if not batch_open(p, batch) then return {'batch'} end
+  members = {}
+  for i = base, #ARGV, scheduled and 3 or 2 do members[#members + 1] = ARGV[i] end
+end
+if base == 13 and ARGV[6] ~= '' then
+  local key, mode_u = ARGV[6], ARGV[8]
+  local holder = unique_holder(unique_keys(p), key, tonumber(ARGV[10]))
   if holder then
-    if ARGV[8] ~= 'replace' then return {'dup', holder} end
+    if ARGV[9] ~= 'replace' then return {'dup', holder} end
     if redis.call('HEXISTS', p .. ':leases', holder) == 0 then  -- not started: it goes
       if redis.call('ZREM', p .. ':scheduled', holder) == 0 and redis.call('ZREM', p .. ':retry', holder) == 0 then
         local hprio, hqueue = place(p, holder)
@@ -34,12 +42,14 @@ if base == 12 and ARGV[5] ~= '' then
       redis.call('HDEL', p .. ':payloads', holder)
       redis.call('HDEL', p .. ':meta', holder)
       let_go(p, holder, true)
+      parent_ended(p, holder, 'deleted', ARGV[10])  -- an end: for its dependants and its batch
     end
   end
-  redis.call('HSET', p .. ':unique', key, ARGV[base] .. '|' .. ARGV[6] .. '|' .. mode_u)
+  redis.call('HSET', p .. ':unique', key, ARGV[base] .. '|' .. ARGV[7] .. '|' .. mode_u)
 end
-if base == 12 and ARGV[10] ~= '' then
-  local id, ckey, climit = ARGV[base], ARGV[10], tonumber(ARGV[11])
+if members then batch_join(p, batch, members) end
+if base == 13 and ARGV[11] ~= '' then
+  local id, ckey, climit = ARGV[base], ARGV[11], tonumber(ARGV[12])
   if scheduled then
     redis.call('HSET', p .. ':cjobs', id, climit .. '|a|' .. ckey)
   elseif not admit(p, id, ckey, climit) then  -- blocked: stored with its place, not queued

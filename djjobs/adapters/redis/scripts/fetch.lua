@@ -11,12 +11,12 @@
 -- Unique jobs among the acknowledged ones let go of their keys (lib/unique_release.lua), and
 -- concurrency-limited ones of their slots, admitting blocked jobs (lib/slots.lua) in time
 -- for this same call to claim them; and jobs waiting for them as prerequisites are settled
--- (lib/waits.lua).
--- ARGV: prefix, lease_until, token, limit, day, n, then n pairs (job_id, token), then m,
+-- (lib/waits.lua), and jobs of a batch settled in it (lib/batches.lua).
+-- ARGV: prefix, lease_until, token, limit, day, now, n, then n pairs (job_id, token), then m,
 -- then m pairs (uniqueness key, job_id) of acknowledged unique jobs, then c, then the ids
 -- of c acknowledged concurrency-limited jobs, then queue...
-local p, lease_until, token, limit, day = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local acks_end = 6 + 2 * tonumber(ARGV[6])
+local p, lease_until, token, limit, day, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local acks_end = 7 + 2 * tonumber(ARGV[7])
 local keys_end = acks_end + 1 + 2 * tonumber(ARGV[acks_end + 1])
 local slots_end = keys_end + 1 + tonumber(ARGV[keys_end + 1])
 
@@ -47,12 +47,12 @@ local function call_in_slices(command, key, args, width)
   return replies
 end
 
-if acks_end > 6 then
+if acks_end > 7 then
   local ids, seen = {}, {}
-  for i = 7, acks_end, 2 do ids[#ids + 1] = ARGV[i] end
+  for i = 8, acks_end, 2 do ids[#ids + 1] = ARGV[i] end
   local tokens, done = call_in_slices('HMGET', p .. ':leases', ids, 1), {}
   for k, id in ipairs(ids) do
-    if tokens[k] == ARGV[6 + 2 * k] and not seen[id] then
+    if tokens[k] == ARGV[7 + 2 * k] and not seen[id] then
       seen[id] = true
       done[#done + 1] = id
     end
@@ -65,6 +65,12 @@ if acks_end > 6 then
     redis.call('INCRBY', p .. ':stat:processed', #done)
     redis.call('INCRBY', p .. ':stat:processed:' .. day, #done)
     redis.call('EXPIRE', p .. ':stat:processed:' .. day, 34560000)
+  end
+  if #done > 0 and redis.call('HLEN', p .. ':bjobs') > 0 then  -- jobs of a batch: lib/batches.lua
+    local marks = call_in_slices('HMGET', p .. ':bjobs', done, 1)
+    for k, id in ipairs(done) do
+      if marks[k] then batch_ended(p, id, '', now) end
+    end
   end
   if #done > 0 and redis.call('HLEN', p .. ':parents') > 0 then  -- jobs waiting for them: lib/waits.lua
     local marks = call_in_slices('HMGET', p .. ':parents', done, 1)

@@ -37,8 +37,9 @@ local function end_waiting(p, id, policy, parent, how, now)
   return 'dead'
 end
 -- Job `id` ended (`how`: '' for a success, else 'dead', 'discarded', 'cancelled', 'deleted'):
--- settle the jobs waiting for it, and down the chain those it ends badly. `now` may be nil
--- for a success (a released job whose run time is set goes to the scheduled set).
+-- settle the jobs waiting for it, and down the chain those it ends badly, and each of them in
+-- its batch. `now` may be nil for a success (a released job whose run time is set goes to the
+-- scheduled set; the caller settles the job in its batch then).
 local function parent_ended(p, id, how, now)
   local todo = {id, how}
   local steps = 0
@@ -46,6 +47,7 @@ local function parent_ended(p, id, how, now)
     steps = steps + 1
     local h = table.remove(todo)
     local parent = table.remove(todo)
+    if now then batch_ended(p, parent, h, now) end  -- each job ended here, in its batch (lib/batches.lua)
     local children = redis.call('HGET', p .. ':parents', parent)
     if children then
       redis.call('HDEL', p .. ':parents', parent)

@@ -1,0 +1,18 @@
+#!lua flags=allow-oom
+-- Store a new, open batch (lib/batches.lua has the model). ARGV: prefix, batch id, created,
+-- description, properties (JSON), callback ids (JSON), then per callback: event, "<priority>|<queue>",
+-- payload. Opening an id that exists changes nothing (the same call sent again).
+local p, id, created = ARGV[1], ARGV[2], ARGV[3]
+local key = p .. ':batch:' .. id
+if redis.call('EXISTS', key) == 1 then return 0 end
+local fields = {'c', created, 'd', ARGV[4], 'p', ARGV[5], 'ids', ARGV[6], 't', 0, 'n', 0, 's', 0, 'x', 0, 'q', 0, 'k', 0}
+for i = 7, #ARGV, 3 do
+  fields[#fields + 1] = 'cq:' .. ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  fields[#fields + 1] = 'cb:' .. ARGV[i]
+  fields[#fields + 1] = ARGV[i + 2]
+end
+redis.call('HSET', key, unpack(fields))
+redis.call('ZADD', p .. ':batches', created, id)
+redis.call('ZADD', p .. ':bopen', created, id)
+return 1
