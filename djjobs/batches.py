@@ -29,18 +29,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any
 
 import orjson
 
 from . import batch_status, registry
 from .adapters import get_adapter
-from .batch_status import EVENTS, STATUS_PLACEHOLDER, BatchStatus
+from .batch_status import STATUS_PLACEHOLDER, BatchStatus
 from .envelope import Envelope
 from .transaction import commit_aliases, on_commit_of, submit
 
-if TYPE_CHECKING:
-    from .job import Job
 
 logger = logging.getLogger("djjobs")
 
@@ -65,8 +63,9 @@ class Batch:
     handle on an existing one (:meth:`existing`, ``Job.batch``), whose ``with`` block only
     makes the jobs enqueued inside join it.
 
-    ``on_complete``, ``on_success``, ``on_death``: Job classes (or ``Job.set(queue=...,
-    priority=...)``) run with the :class:`~djjobs.BatchStatus` as their one argument.
+    ``on_complete``, ``on_success``, ``on_death``: a Job class (or ``Job.set(queue=...,
+    priority=...)``), run with the :class:`~djjobs.BatchStatus` as its one argument, or a Job
+    instance (``Report(path)``), run with the status first and its own arguments after.
     ``properties``: a JSON-serialisable dict kept with the batch (``status.properties``)."""
 
     status = _StatusAccess()
@@ -114,7 +113,7 @@ class Batch:
         if self._new and not self._closed and not self._tokens:
             self._close()
 
-    def add(self, *jobs: "Job | Iterable[Job]") -> list["Job"]:
+    def add(self, *jobs: Any) -> list:
         """Enqueue Job instances (``MyJob(args)``, ``MyJob.set(...).new(args)``) into this
         batch, in one round trip per 1,000 jobs where the adapter can."""
         flat: list = []
@@ -155,10 +154,17 @@ class Batch:
     def _template(self, event: str, callback: Any) -> Envelope:
         """The callback's envelope, complete but for its argument (the status, written in
         by the step that fires it) and its enqueue time."""
-        job_class = getattr(callback, "job_class", callback)
-        options = getattr(callback, "options", {})
+        extra: tuple = ()
+        kwargs: dict = {}
+        if not isinstance(callback, type) and hasattr(callback, "to_envelope"):  # a Job: its arguments follow the status
+            extra, kwargs, job_class, options = callback.arguments, callback.kwargs, type(callback), {
+                "queue": callback.queue_name, "priority": callback.priority}
+        else:
+            job_class = getattr(callback, "job_class", callback)
+            options = getattr(callback, "options", {})
         if not isinstance(job_class, type) or registry.lookup(getattr(job_class, "job_name", "")) is not job_class:
-            raise TypeError(f"Batch on_{event} must be a Job subclass (or Job.set(...)), got {callback!r}.")
+            raise TypeError(f"Batch on_{event} must be a Job subclass, Job.set(queue=..., priority=...) or a Job "
+                            f"instance (its arguments follow the status), got {callback!r}.")
         if job_class.unique_for is not None or job_class.concurrency_limit is not None:
             raise TypeError(f"Batch on_{event}: {job_class.__qualname__} is unique or concurrency-limited; a batch "
                             "callback is stored exactly once already. Use a class without unique_for and "
@@ -166,7 +172,7 @@ class Batch:
         bad = sorted(k for k, v in options.items() if v is not None and k not in ("queue", "priority"))
         if bad:
             raise TypeError(f"Batch on_{event}: only queue= and priority= apply to a callback, not {', '.join(bad)}.")
-        job = job_class(STATUS_PLACEHOLDER).configure(**{k: v for k, v in options.items() if k in ("queue", "priority")})
+        job = job_class(STATUS_PLACEHOLDER, *extra, **kwargs).configure(**{k: v for k, v in options.items() if k in ("queue", "priority")})
         token = batch_status.enter(None)  # a callback is not a job of the batch the caller may be in
         try:
             env = job.to_envelope()

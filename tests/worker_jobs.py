@@ -172,3 +172,23 @@ class LinkJob(Job):
         if fail:
             raise ValueError(f"link {token} fails")
         note(path, "end", token, repr(time.time()))
+
+
+class BatchItemJob(Job):
+    """A job of a batch: sleeps to the next ``tick`` boundary of the wall clock (so jobs running
+    at once on different processes end at the same instant), writes 'run <token>', and fails for
+    good when ``fail`` is true."""
+    retry_attempts = 1
+
+    def perform(self, path, token, tick=0.05, fail=False):
+        time.sleep(tick - time.time() % tick)
+        if fail:
+            raise ValueError(f"item {token} fails")
+        note(path, "run", token)
+
+
+class BatchNoteJob(Job):
+    """A batch callback: writes 'callback <event> <batch id> <total> <succeeded> <failed>'."""
+
+    def perform(self, status, path):
+        note(path, "callback", status.event, status.id, status.total, status.succeeded, status.failed)

@@ -544,7 +544,7 @@ def batch_of(envelope: Envelope | None) -> str | None:
 
 def fired(template: Envelope, status: dict, now: float) -> Envelope:
     """A batch callback's envelope as stored when it fires (:meth:`Adapter.open_batch`)."""
-    return template.copy(args=[status], enqueued_at=now)
+    return template.copy(args=[status, *template.args[1:]], enqueued_at=now)
 
 
 def batch_refused(batch_id: str, why: str = "complete or unknown") -> "BatchFinished":

@@ -48,7 +48,7 @@ from .timeouts import Watchdog
 logger = logging.getLogger("djjobs")
 GATHER_SECONDS = 0.001
 TELL_SECONDS = 0.5  # at most this long (and an eighth of the lease) before the supervisor hears of a claim
-BATCH_REPAIR_SECONDS = 10.0  # how often the poller runs Adapter.repair_batches (it finds nothing normally)
+BATCH_REPAIR_EVERY = 10  # the poller runs Adapter.repair_batches every tenth pass (it finds nothing normally)
 IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connections before a job
 LEAST_LEASE = 0.5  # a claim received with less than this share of its lease left is handed back unrun
 
@@ -447,7 +447,7 @@ class WorkerProcess:
     def _poll_loop(self) -> None:
         """Promote due scheduled/retry jobs and recover expired leases, at a randomized
         interval so that many processes do not stampede."""
-        repair_at = 0.0
+        passes = 0
         while not self.stopping.is_set():
             try:
                 self.adapter.promote_due()
@@ -455,9 +455,9 @@ class WorkerProcess:
                 prune = getattr(self.adapter, "prune", None)
                 if prune is not None:
                     prune()
-                if time.monotonic() >= repair_at:  # batches left inconsistent by hand (base.py)
-                    repair_at = time.monotonic() + BATCH_REPAIR_SECONDS
+                if passes % BATCH_REPAIR_EVERY == 0:  # batches left inconsistent by hand (base.py)
                     self.adapter.repair_batches()
+                passes += 1
                 self.watchdog.check()
             except Exception as exc:
                 logger.error("Poller: %s: %s", type(exc).__name__, exc)

@@ -9,7 +9,7 @@
 -- settles it here in the same script: HDEL P:bjobs is the once-only gate, so a job ended
 -- twice (at-least-once) counts once, and HSETNX f:<event> stores each callback once.
 local BATCH_ENDS = {[''] = 's', dead = 'x', discarded = 'q', deleted = 'q', cancelled = 'k'}
-local STATUS_ARG, ENQUEUED_AT = '"args":["djjobs:batch-status"]', '"enqueued_at":0,'
+local STATUS_ARG, ENQUEUED_AT = '"args":["djjobs:batch-status"', '"enqueued_at":0,'
 
 -- The status a callback receives (BatchStatus.to_dict): built as text, so that the stored
 -- JSON (properties, callback ids) goes through unchanged.
@@ -39,7 +39,7 @@ local function batch_fire(p, id, event, now)
   local sep = string.find(place, '|', 1, true)
   local prio, queue = string.sub(place, 1, sep - 1), string.sub(place, sep + 1)
   local job_id = cjson.decode(redis.call('HGET', key, 'ids'))[event]
-  payload = replaced(payload, STATUS_ARG, '"args":[' .. batch_status_json(key, id, event, now) .. ']')
+  payload = replaced(payload, STATUS_ARG, '"args":[' .. batch_status_json(key, id, event, now))
   payload = replaced(payload, ENQUEUED_AT, '"enqueued_at":' .. now .. ',')
   redis.call('HSET', p .. ':payloads', job_id, payload)
   redis.call('RPUSH', p .. ':q:' .. queue .. ':' .. prio, job_id)
