@@ -435,6 +435,68 @@ def test_a_cancelled_unique_job_lets_its_key_go(backend, start_worker, tmp_path)
     assert adapter.unique_holds() == []
 
 
+# --- the database adapter's cancel against an outcome committed between its statements -----------
+
+@pytest.mark.parametrize("which", ["sqlite", "postgres"])
+@pytest.mark.parametrize("outcome", ["retry", "release"])
+def test_a_cancel_crossing_a_runs_outcome_is_not_lost(which, outcome, request):
+    """A running job's outcome (a retry, or a release back to its queue) is being stored when
+    cancel() comes: the outcome's transaction has updated the row and not committed yet. The
+    cancel must then either ask the run to stop or cancel the job it finds after the commit.
+    It used to look for waiting jobs and for running ones in two statements: on PostgreSQL
+    (READ COMMITTED, a snapshot per statement) the first saw the job running, the second,
+    after waiting for the row, saw it retrying, and cancel() answered None for a job that
+    went on to run again."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from djjobs.adapters.database import DatabaseAdapter
+    from djjobs.envelope import Envelope
+    if which == "postgres":
+        from tests.fixtures.database import require_postgres
+        require_postgres()
+    adapter = DatabaseAdapter({"DATABASE": "default" if which == "sqlite" else "postgres"})
+    job = Envelope(job=DrainJob.job_name, args=["/dev/null", "x"])
+    adapter.enqueue(job)
+    [claim] = adapter.fetch(["default"], 1, 0, "w1")
+    stored, done, said = threading.Event(), threading.Event(), {}
+
+    def store_outcome():  # the outcome, its transaction held open for 0.5 s
+        try:
+            with transaction.atomic(using=adapter.alias):
+                if outcome == "retry":
+                    adapter.retry(claim, claim.envelope.copy(executions=1), adapter.clock() + 60)
+                else:
+                    adapter.release([claim])
+                stored.set()
+                time.sleep(0.5)
+        finally:
+            stored.set()
+            connections.close_all()
+
+    def cancel():
+        try:
+            said.update(adapter.cancel([job.job_id]))
+        finally:
+            done.set()
+            connections.close_all()
+
+    storer = threading.Thread(target=store_outcome)
+    storer.start()
+    assert stored.wait(10)
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    storer.join(15)
+    canceller.join(15)
+    assert done.is_set()
+    state = state_of(adapter, job.job_id)
+    assert said.get(job.job_id) in ("cancelled", "cancelling"), (said, state)
+    assert state == "cancelled", state
+    assert adapter.fetch(["default"], 1, 0, "w1") == []
+    adapter.close()
+
+
 # --- a known defect outside cancellation, seen through it ----------------------------------------
 
 @pytest.mark.xfail(strict=True, reason="enqueue.lua hands every unique job of a batch to idle fetchers, past their "
