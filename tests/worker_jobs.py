@@ -192,3 +192,100 @@ class BatchNoteJob(Job):
 
     def perform(self, status, path):
         note(path, "callback", status.event, status.id, status.total, status.succeeded, status.failed)
+
+
+# --- cancellation races (tests/test_cancel_races.py) -------------------------------------------
+
+def _note_cancel_signal(sender, job_id, envelope, job=None, **kwargs):
+    """job_cancelled receiver of the race tests: 'signal <job id> <pid> <by>' into the job's trace
+    (its first argument); <by> is 'worker' when sent with the run's job, 'caller' without."""
+    if envelope is not None and envelope.args:
+        note(envelope.args[0], "signal", job_id, os.getpid(), "worker" if job is not None else "caller")
+
+
+def listen_for_cancel_signals(sender) -> None:
+    from djjobs import signals
+    signals.job_cancelled.connect(_note_cancel_signal, sender=sender, dispatch_uid=f"race-{sender.job_name}")
+
+
+def stop_listening_for_cancel_signals(sender) -> None:
+    from djjobs import signals
+    signals.job_cancelled.disconnect(sender=sender, dispatch_uid=f"race-{sender.job_name}")
+
+
+class DrainJob(Job):
+    """Checks ``self.cancelled`` once, at its start, noting the time just before: on a request
+    'saw <token> <time> <pid>' and JobCancelled; else 'ran <token> <time> <pid> <executions>'
+    (after an optional sleep). Its worker process notes job_cancelled (listen_for_cancel_signals)."""
+    retry_attempts = 1
+
+    def perform(self, path, token, sleep=0.0):
+        from djjobs import JobCancelled
+        listen_for_cancel_signals(DrainJob)
+        before = time.time()
+        if self.cancelled:
+            note(path, "saw", token, repr(before), os.getpid())
+            raise JobCancelled()
+        if sleep:
+            time.sleep(sleep)
+        note(path, "ran", token, repr(before), os.getpid(), self.executions)
+
+
+class CoopPidJob(Job):
+    """CooperativeJob that names its process: 'start <token> <pid> <executions>', 'tick' every
+    50 ms (``ticks`` of them) checking ``self.cancelled`` before each, then 'stopped <token> <pid>'
+    (and JobCancelled) or 'done <token> <pid> <executions>'."""
+    retry_attempts = 1
+
+    def perform(self, path, token, ticks=200):
+        from djjobs import JobCancelled
+        note(path, "start", token, os.getpid(), self.executions)
+        for _ in range(ticks):
+            if self.cancelled:
+                note(path, "stopped", token, os.getpid())
+                raise JobCancelled()
+            time.sleep(0.05)
+        note(path, "done", token, os.getpid(), self.executions)
+
+
+class LimitedCoopJob(Job):
+    """At most 2 at once per group; 'start <group> <token> <time>', then checks ``self.cancelled``
+    every 50 ms for ``seconds``: 'stopped <group> <token> <time>' (JobCancelled) or
+    'end <group> <token> <time>'."""
+    concurrency_limit = 2
+    retry_attempts = 1
+
+    def concurrency_key(self, path, group, token, seconds=0.0):
+        return f"race:{group}"
+
+    def perform(self, path, group, token, seconds=0.0):
+        from djjobs import JobCancelled
+        note(path, "start", group, token, repr(time.time()))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.cancelled:
+                note(path, "stopped", group, token, repr(time.time()))
+                raise JobCancelled()
+            time.sleep(0.05)
+        note(path, "end", group, token, repr(time.time()))
+
+
+class UniqueCoopJob(Job):
+    """Unique per token (until it finishes): 'start <token> <job id>', then checks
+    ``self.cancelled`` every 50 ms for ``seconds``: 'stopped <token> <job id>' or 'end <token> <job id>'."""
+    unique_for = 600
+    retry_attempts = 1
+
+    def unique_key(self, path, token, seconds=0.0):
+        return f"race-unique:{token}"
+
+    def perform(self, path, token, seconds=0.0):
+        from djjobs import JobCancelled
+        note(path, "start", token, self.job_id)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.cancelled:
+                note(path, "stopped", token, self.job_id)
+                raise JobCancelled()
+            time.sleep(0.05)
+        note(path, "end", token, self.job_id)

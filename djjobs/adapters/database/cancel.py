@@ -1,8 +1,9 @@
 """The database adapter's cancellation (djjobs/cancellation.py; the contract in
-``adapters/base.py``). Waiting jobs end ``cancelled`` in one UPDATE (a claim's UPDATE and
-this one cannot both take a row: each requires the state the other changes); running ones
-get ``cancel_requested``, which the adapter's ``_move`` honours in the statement storing the
-run's outcome. Concurrency keys are locked before the rows, as in every other step."""
+``adapters/base.py``). One UPDATE ends waiting jobs ``cancelled`` and gives running ones
+``cancel_requested``, which the adapter's ``_move`` honours in the statement storing the run's
+outcome. A claim racing it is waited for (or waits) on the row: the job is then cancelled
+before the claim, which finds it no longer ready, or asked to stop after it. Concurrency keys
+are locked before the rows, as in every other step."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -13,7 +14,8 @@ from ...envelope import Envelope
 from ..base import Claim
 from . import flow
 
-WAITING = "('ready', 'scheduled', 'retry', 'blocked', 'waiting')"
+#: what cancel() takes: a waiting job ends cancelled, a running one gets a request
+TAKEN = "('ready', 'scheduled', 'retry', 'blocked', 'waiting', 'running')"
 
 
 class DatabaseCancel:
@@ -26,18 +28,28 @@ class DatabaseCancel:
             return {}
         marks, now = ", ".join(["%s"] * len(ids)), self.clock()
         with transaction.atomic(using=self.alias), self.cursor() as cursor:
+            # Every key of these jobs, whatever their state now: a running job's outcome may
+            # commit meanwhile (a release keeps its slot) and leave it for this step to end.
             cursor.execute(f"SELECT DISTINCT concurrency_key, concurrency_limit FROM djjobs_job WHERE job_id IN "
-                           f"({marks}) AND state IN {WAITING} AND concurrency_key IS NOT NULL", ids)
+                           f"({marks}) AND concurrency_key IS NOT NULL", ids)
             slots = cursor.fetchall()
             flow.lock_keys(cursor, slots)
-            cursor.execute(f"UPDATE djjobs_job SET state = 'cancelled', updated_at = %s, run_at = NULL, "
-                           f"unique_key = NULL WHERE job_id IN ({marks}) AND state IN {WAITING} RETURNING job_id",
-                           [now, *ids])
-            done = {row[0]: "cancelled" for row in cursor.fetchall()}
-            self._settle(cursor, [(job_id, "cancelled") for job_id in done], now)  # waits.py
-            cursor.execute(f"UPDATE djjobs_job SET cancel_requested = COALESCE(cancel_requested, %s) "
-                           f"WHERE job_id IN ({marks}) AND state = 'running' RETURNING job_id", [now, *ids])
-            done.update((row[0], "cancelling") for row in cursor.fetchall())
+            # One statement for waiting and running jobs: with two, on PostgreSQL (a snapshot
+            # per statement) a run's retry, reschedule or release committed between them left
+            # the job seen running by the first and retrying by the second, cancelled by neither.
+            # Here a row being moved is waited for and read again as it was committed.
+            cursor.execute(
+                "UPDATE djjobs_job SET "
+                "cancel_requested = CASE WHEN state = 'running' THEN COALESCE(cancel_requested, %s) "
+                "ELSE cancel_requested END, "
+                "updated_at = CASE WHEN state = 'running' THEN updated_at ELSE %s END, "
+                "run_at = CASE WHEN state = 'running' THEN run_at END, "
+                "unique_key = CASE WHEN state = 'running' THEN unique_key END, "
+                "state = CASE WHEN state = 'running' THEN 'running' ELSE 'cancelled' END "
+                f"WHERE job_id IN ({marks}) AND state IN {TAKEN} RETURNING job_id, state", [now, now, *ids])
+            done = {job_id: "cancelling" if state == "running" else "cancelled" for job_id, state in cursor.fetchall()}
+            self._settle(cursor, [(job_id, "cancelled") for job_id, what in done.items() if what == "cancelled"],
+                         now)  # waits.py
             if slots:
                 self._unblock(cursor, slots, now)
         if "cancelled" in done.values():
