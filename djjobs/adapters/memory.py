@@ -178,12 +178,15 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, MemoryBatches, Adapter):
         return rec if rec is not None and rec.state == "running" and rec.token == claim.token else None
 
     def _replace(self, claim: Claim, envelope: Envelope | None, state: str, at: float | None,
-                 error: dict | None = None) -> bool:
+                 error: dict | None = None) -> str | None:
+        """Store a claimed job's outcome; returns the state it ended in (a retry or reschedule
+        with a cancel request ends cancelled), None when the claim is not held."""
         rec = self._owned(claim)
         if rec is None:
-            return False
+            return None
         job_id = split_token(claim)[0]
-        if self._cancels.pop(job_id, None) is not None and state in ("retry", "scheduled"):
+        redirected = self._cancels.pop(job_id, None) is not None and state in ("retry", "scheduled")
+        if redirected:
             state, at = "cancelled", self.clock()  # its cancel request is honoured (contract)
         if envelope is not None:
             rec.raw, rec.queue, rec.priority = envelope.encode(), envelope.queue, envelope.priority
@@ -193,7 +196,9 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, MemoryBatches, Adapter):
         else:  # retry or scheduled: it keeps its uniqueness key, not its slot
             self._let_go(split_token(claim)[0], rec)
         self._cond.notify_all()
-        return True
+        if redirected:
+            self._trim_dead("cancelled")
+        return state
 
     def _trim_dead(self, state: str = "dead") -> None:
         """Cap the dead (or cancelled) jobs: DEAD_MAX_DAYS, then DEAD_MAX_JOBS."""
@@ -284,7 +289,7 @@ class MemoryAdapter(MemoryPrerequisites, MemoryCancel, MemoryBatches, Adapter):
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         with self._cond:
-            if self._replace(claim, envelope, "retry", run_at):
+            if self._replace(claim, envelope, "retry", run_at) == "retry":  # (cancelled: not counted failed)
                 self._count(failed=True)
 
     def reschedule(self, claim: Claim, envelope: Envelope, run_at: float) -> None:

@@ -52,4 +52,5 @@ class MemoryCancel:
         if self._cancels.pop(job_id, None) is None:
             return False
         self._end_cancelled(job_id, rec, self.clock())
+        self._trim_dead("cancelled")
         return True

@@ -99,9 +99,26 @@ def test_a_cancel_request_is_honoured_by_every_outcome_but_success_and_death(ada
     else:
         assert adapter.abandon([running], "SIGKILL") == 1
     assert adapter.get(job.job_id).state == "cancelled"
+    counts = adapter.counts()
+    assert (counts.failed, counts.failed_today) == (0, 0)  # cancelled: counted neither processed nor failed
     adapter.clock.advance(60)
     adapter.promote_due()
     assert claim(adapter) == []
+
+
+@pytest.mark.parametrize("outcome", ["retry", "release"])
+def test_a_run_ended_cancelled_by_its_outcome_is_capped_too(adapter, outcome):
+    adapter.options["DEAD_MAX_JOBS"] = 1
+    jobs = [env() for _ in range(3)]
+    adapter.enqueue_many(jobs)
+    for running in claim(adapter):
+        adapter.cancel([running.envelope.job_id])
+        adapter.clock.advance(1)
+        if outcome == "retry":
+            adapter.retry(running, running.envelope, adapter.clock() + 30)
+        else:
+            adapter.release([running])
+    assert adapter.counts().cancelled == 1
 
 
 @pytest.mark.parametrize("outcome", ["complete", "kill"])

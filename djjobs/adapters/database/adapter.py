@@ -333,10 +333,13 @@ class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, DatabaseBatches, fl
             moved = ended is not None
             if moved and ended[0] in ("dead", "cancelled"):  # an end gone badly for those waiting for it
                 self._settle(cursor, [(job_id, ended[0])], now)
-            if moved and failed is not None:
+            redirected = moved and ended[0] == "cancelled" and state != "cancelled"  # by its cancel request
+            if moved and failed is not None and not redirected:  # (cancelled: counted neither processed nor failed)
                 self._count(cursor, failed, 1, now)
             if moved and slot is not None:
                 self._unblock(cursor, [slot], now)
+        if redirected:
+            self._trim_dead("cancelled")
         return moved
 
     def _count(self, cursor, failed: bool, n: int, now: float) -> None:

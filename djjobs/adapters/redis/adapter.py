@@ -419,10 +419,13 @@ class RedisAdapter(RedisPrerequisites, RedisCancel, RedisBatches, RedisFlow, Ada
         queue, prio = (envelope.queue, str(envelope.priority)) if envelope is not None else ("", "")
         lock = unique_lock(envelope or claim.envelope) if target in ("dead", "discarded") else None
         limited = "1" if concurrency_slot(envelope or claim.envelope) is not None else ""
-        return bool(self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
-                             "" if expired_before is None else repr(expired_before),
-                             orjson.dumps(error) if error is not None and envelope is None else "",
-                             lock.key if lock is not None else "", limited, repr(self.clock())))
+        moved = self.run("move", job_id, token, target, repr(score), payload, queue, prio, count, self._day(),
+                         "" if expired_before is None else repr(expired_before),
+                         orjson.dumps(error) if error is not None and envelope is None else "",
+                         lock.key if lock is not None else "", limited, repr(self.clock()))
+        if moved == 2:  # its cancel request ended it cancelled instead (move.lua)
+            self._trim_dead("cancelled")
+        return bool(moved)
 
     def retry(self, claim: Claim, envelope: Envelope, run_at: float) -> None:
         self._move(claim, "retry", run_at, envelope, "failed")

@@ -9,7 +9,8 @@
 -- the job's uniqueness key, let go when it goes to the dead set (lib/unique_release.lua), and
 -- '1' for a concurrency-limited job: any target but 'front' lets its slot go (lib/slots.lua), and
 -- now. Target 'cancelled' (score: now) is a run stopped for its cancel request; a job with a
--- request in P:cancel bound for 'retry', 'scheduled' or 'front' goes there instead (cancellation.py).
+-- request in P:cancel bound for 'retry', 'scheduled' or 'front' goes there instead (cancellation.py),
+-- counted neither failed nor processed; the script returns 2 then (the caller caps P:cancelled).
 -- Target 'discarded' forgets the job, counted processed. 'dead', 'cancelled' and 'discarded'
 -- settle the jobs waiting for it as a prerequisite that ended badly (lib/waits.lua).
 local p, id, token, target, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -20,8 +21,9 @@ if ARGV[11] and ARGV[11] ~= '' and tonumber(redis.call('ZSCORE', p .. ':running'
 end
 redis.call('HDEL', p .. ':leases', id)
 redis.call('ZREM', p .. ':running', id)
+local redirected = false
 if redis.call('HDEL', p .. ':cancel', id) == 1 and target ~= 'dead' and target ~= 'discarded' then
-  target, score = 'cancelled', ARGV[15]
+  target, score, count, redirected = 'cancelled', ARGV[15], '', true  -- cancelled: not counted failed
 end
 if target == 'discarded' then  -- forgotten, as an acknowledgement forgets a success
   redis.call('HDEL', p .. ':payloads', id)
@@ -55,4 +57,4 @@ if count ~= '' then
   redis.call('INCRBY', p .. ':stat:' .. count .. ':' .. day, 1)
   redis.call('EXPIRE', p .. ':stat:' .. count .. ':' .. day, 34560000)
 end
-return 1
+return redirected and 2 or 1
