@@ -1,5 +1,5 @@
 """The admin job pages in a real browser (Debian's Chromium driven by Playwright,
-headless, loopback only): dashboard, retrying a dead job, pausing a queue.
+headless, loopback only): dashboard, retrying a dead job, pausing a queue, batches.
 With UPDATE_SCREENSHOTS=1 the pages' screenshots are written to docs/screenshots/."""
 import os
 import shutil
@@ -170,3 +170,46 @@ def test_limits_page_releases_a_uniqueness_key(page, live_server, adapter):
     page.goto(f"{live_server.url}/admin/djjobs/dashboard/blocked/")
     assert page.locator("table.djjobs tbody tr").count() == 3 and "account:42" in page.content()
     shot(page, "blocked")
+
+
+def test_batches_page_shows_a_running_batch(page, live_server, adapter):
+    """The Batches page and a batch's page in a browser: a batch whose jobs are still running
+    beside finished ones, its progress bar, a failed job linked from the batch's page."""
+    import time
+    from djjobs import Batch
+    from tests.jobs import EchoJob, MailerJob
+    with Batch(description="Welcome mails", on_complete=EchoJob) as mails:
+        for n in range(3):
+            MailerJob.perform_later(f"user{n}@example.com")
+    adapter.complete(adapter.fetch(["mailers"], 3, 0, "w"))
+    adapter.complete(adapter.fetch(["default"], 1, 0, "w"))  # its on_complete callback ran
+    with Batch(description="Import users (users-2026-12.csv)", on_complete=EchoJob, on_death=EchoJob,
+               properties={"file": "users-2026-12.csv", "api_token": "s3cret"}) as running:
+        for n in range(20):
+            EchoJob.perform_later(f"row {n}")
+    claims = adapter.fetch(["default"], 14, 0, "w")
+    adapter.complete(claims[:11])
+    adapter.kill(claims[11], claims[11].envelope.copy(executions=3, error={
+        "class": "builtins.ValueError", "message": "row 11: no e-mail address", "traceback": "", "failed_at": time.time()}))
+    adapter.heartbeat(WorkerInfo("web-1:4242:a1b2c3", "web-1", 4242, ["default"], 2, time.time() - 60,
+                                 busy=[{"job_id": c.envelope.job_id, "job": "tests.jobs.EchoJob", "queue": "default",
+                                        "started_at": time.time() - 1} for c in claims[12:]]), claims[12:])
+    page.goto(f"{live_server.url}/admin/djjobs/dashboard/batches/")
+    table = page.locator("#djjobs-batches")
+    assert table.locator("tbody tr").count() == 2
+    first = table.locator(f'tr[data-batch-id="{running.id}"]')
+    assert "12/20" in first.inner_text() and "closed" in first.inner_text()
+    assert "complete" not in first.inner_text()
+    assert "success" in table.locator(f'tr[data-batch-id="{mails.id}"]').inner_text()
+    assert first.locator(".djjobs-bar .ok").bounding_box()["width"] > 0
+    shot(page, "batches")
+    first.locator("a").first.click()
+    page.wait_for_load_state()
+    assert "row 11: no e-mail address" in page.locator("#djjobs-batch-failures").inner_text()
+    assert "s3cret" not in page.content()
+    shot(page, "batch")
+    page.locator("#djjobs-batch-failures a").first.click()
+    page.wait_for_load_state()
+    assert "Import users" in page.locator("#djjobs-job-batch").inner_text()
+    page.goto(f"{live_server.url}/admin/djjobs/dashboard/")
+    assert page.locator("#djjobs-latest-batches tbody tr").count() == 2

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.urls import path, register_converter
 
 from ..admin_models import Dashboard
-from . import views
+from . import batch_views, views
 
 
 class AnyText:
@@ -49,6 +49,8 @@ class DashboardAdmin(admin.ModelAdmin):
             page(views.cron_run_now, "djjobs_cron_run", "cron/run/"),
             page(views.limits, "djjobs_limits", "limits/"),
             page(views.limits_action, "djjobs_limits_action", "limits/action/"),
+            page(batch_views.batches, "djjobs_batches", "batches/"),
+            page(batch_views.batch_detail, "djjobs_batch", "batch/"),
             page(views.job_detail, "djjobs_job_detail", "job/"),
             page(views.job_detail, "djjobs_job", "job/<djjobs_any:job_id>/"),
             page(views.jobs_action, "djjobs_jobs_action", "<str:state>/action/"),

@@ -25,7 +25,7 @@ from ..adapters import get_adapter
 from ..cancellation import cancel_many
 from ..admin_models import Dashboard
 from ..storage_errors import REFUSED, UNAVAILABLE, storage_name, unavailable_message
-from . import inputs, presenters
+from . import batch_presenters, inputs, presenters
 from .charts import history_svg
 from .inputs import InvalidInput
 
@@ -134,7 +134,8 @@ def dashboard(request, site):
     adapter = get_adapter()
     history = adapter.history(30)
     return render(request, site, "dashboard.html", "Jobs", "dashboard", counts=adapter.counts(),
-                  chart=history_svg(history), history=history, totals=_totals(history))
+                  chart=history_svg(history), history=history, totals=_totals(history),
+                  **batch_presenters.dashboard_context(adapter))
 
 
 def stats(request, site):
@@ -267,7 +268,8 @@ def job_detail(request, site, job_id: str | None = None):
     # what it waits for (djjobs/prerequisites.py), each with its state now (None: ended and forgotten)
     waits_for = [(pid, (found.state if (found := adapter.get(pid)) else None)) for pid in job["waits_for"]]
     return render(request, site, "job.html", f"Job {inputs.short(job_id)}", record.state, job=job, waits_for=waits_for,
-                  actions=[a for a in labelled(ACTIONS.get(record.state, ())) if a[0] != "retry_all"])
+                  actions=[a for a in labelled(ACTIONS.get(record.state, ())) if a[0] != "retry_all"],
+                  **batch_presenters.job_context(adapter, record))  # its batch, or the batch it is a callback of
 
 
 def workers(request, site):
