@@ -100,12 +100,12 @@ def lines(trace):
 @pytest.mark.timeout(180)
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_500_chains_run_in_order_across_two_processes(backend, start_worker, tmp_path):
-    """250 chains of 2 links after a first link each (750 jobs), the links enqueued while
+    """500 chains of 2 links after a first link each (1,500 jobs), the links enqueued while
     runjobs -p 2 -c 10 runs their prerequisites (each enqueue races the prerequisite's end):
     every link ran once, each after its prerequisite ended, and nothing is left waiting."""
     trace = tmp_path / "trace"
     with use_adapter(backend.adapter):
-        heads = [LinkJob(str(trace), f"h{i}", 0.08) for i in range(250)]
+        heads = [LinkJob(str(trace), f"h{i}", 0.04) for i in range(500)]
         perform_all_later(heads)
         start_worker("-p", "2", "-c", "10")
         wait_for(lambda: sum(f[0] == "end" for f in lines(trace)) >= 5, 60, "the first heads to run")
@@ -114,14 +114,14 @@ def test_500_chains_run_in_order_across_two_processes(backend, start_worker, tmp
             mids.append(LinkJob.set(after=[head]).perform_later(str(trace), f"m{i}"))
         for i, mid in enumerate(mids):
             LinkJob.set(after=[mid, heads[i]]).perform_later(str(trace), f"t{i}")
-    wait_for(lambda: sum(f[0] == "end" for f in lines(trace)) >= 750, 120, "750 links", interval=0.2)
+    wait_for(lambda: sum(f[0] == "end" for f in lines(trace)) >= 1500, 150, "1,500 links", interval=0.2)
     ended_first = sorted(float(f[2]) for f in lines(trace) if f[0] == "end" and f[1].startswith("h"))
     assert ended_first[-1] > enqueuing_from + 0.2  # heads kept ending while their dependants were enqueued
     events = {}
     for kind, token, at in lines(trace):
         assert (kind, token) not in events, f"{token} ran twice"
         events[(kind, token)] = float(at)
-    for i in range(250):
+    for i in range(500):
         assert events[("start", f"m{i}")] >= events[("end", f"h{i}")]
         assert events[("start", f"t{i}")] >= events[("end", f"m{i}")]
     counts = backend.adapter.counts()
