@@ -71,6 +71,12 @@ it was becomes ready (or scheduled, its run time ahead); one whose prerequisite 
 goes to the dead set with a PrerequisiteFailed error beside its payload, is forgotten, or
 goes on, as its policy says, and ends badly in turn for its own dependants.
 
+Progress (:mod:`djjobs.continuations`, ``envelope.meta["progress"]``): a running job's run
+stores its progress with :meth:`Adapter.save_progress`, which replaces the payload of the job
+it holds, fenced by the lease token, and changes nothing else (not its state, lease, place or
+counts). A run interrupted by a stopping worker saves its progress so, then is released; lease
+recovery, ``release`` and every later step start from the payload last saved.
+
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
 """
@@ -371,6 +377,14 @@ class Adapter(ABC):
     def cancel_run(self, claim: Claim, envelope: Envelope) -> None:
         """The run stopped for a cancel request (it raised ``JobCancelled``): ``cancelled``
         with ``envelope``, fenced by the lease token; counts neither processed nor failed."""
+        raise NotImplementedError
+
+    # --- progress (djjobs/continuations.py) -------------------------------------
+    def save_progress(self, claim: Claim, envelope: Envelope) -> bool:
+        """Replace the stored payload of the running job ``claim`` holds with ``envelope`` (its
+        progress), fenced by the lease token: one atomic step, nothing else about the job
+        changes. Returns False, storing nothing, when the claim no longer holds the job (its
+        lease was recovered, or its outcome stored)."""
         raise NotImplementedError
 
     # --- scheduler ------------------------------------------------------

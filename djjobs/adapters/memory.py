@@ -22,6 +22,7 @@ from .base import (Adapter, Claim, ConcurrencyUse, Counts, JobRecord, Page, Queu
 from .local import LocalRates, LocalResults
 from .memory_cancel import MemoryCancel
 from .memory_prereqs import MemoryPrerequisites
+from .memory_progress import MemoryProgress
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ class _Rec:
 
 
 
-class MemoryAdapter(MemoryPrerequisites, MemoryCancel, Adapter):
+class MemoryAdapter(MemoryProgress, MemoryPrerequisites, MemoryCancel, Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
     name = "memory"

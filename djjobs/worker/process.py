@@ -41,7 +41,7 @@ from ..adapters.base import Adapter, Claim, WorkerInfo
 from ..execution import SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .claimlog import ClaimLog
-from .processor import CancelProbe, process, rate_limited, report
+from .processor import process, rate_limited, report, run_context
 from .queues import QueueOrder
 from .timeouts import Watchdog
 
@@ -122,6 +122,10 @@ class WorkerProcess:
             os._exit(1)
         logger.info("Stopping: finishing running jobs (up to %.0f s)", self.shutdown_timeout)
         self.stopping.set()
+
+    def _stopping_now(self) -> bool:
+        """Whether running continuations should stop at their next checkpoint: stopping or quiet."""
+        return self.stopping.is_set() or self.quiet.is_set()
 
     def run(self) -> int:
         self._send({"event": "started", "worker_id": self.worker_id, "pid": os.getpid()})
@@ -387,7 +391,7 @@ class WorkerProcess:
         try:
             if timeout:
                 self.watchdog.start(timeout, env.describe())
-            outcome = execute(env, contain_exits=True, cancelled=CancelProbe(self.adapter, env.job_id))
+            outcome = execute(env, contain_exits=True, context=run_context(self.adapter, claim, self._stopping_now))
         except JobTimeout:  # landed after execute returned: the outcome stands
             pass
         finally:

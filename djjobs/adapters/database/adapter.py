@@ -31,6 +31,7 @@ from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerIn
                     fenced_claim, recover_orphans, split_token, unique_lock)
 from . import flow
 from .cancel import DatabaseCancel
+from .progress import DatabaseProgress
 from .waits import DatabasePrerequisites
 from .dialects import dialect_for
 
@@ -72,7 +73,7 @@ def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | N
     return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
-class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, Adapter):
+class DatabaseAdapter(DatabaseProgress, DatabasePrerequisites, DatabaseCancel, flow.DatabaseFlow, Adapter):
     name = "database"
     #: one job row with its flow-control and prerequisite columns (waits.py)
     WAIT_INSERT = (f"INSERT INTO djjobs_job ({COLUMNS}, {flow.FLOW_COLUMNS}, prereqs_pending, prereq_policy) VALUES "

@@ -41,6 +41,7 @@ from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerIn
 from .cancel import RedisCancel
 from .flow import SCAN_LIMIT, RedisFlow
 from .keys import ANCHOR_SCORE, Keys
+from .progress import RedisProgress
 from .waits import RedisPrerequisites
 
 logger = logging.getLogger("djjobs")
@@ -79,7 +80,7 @@ class _Registration:
     received: list = dataclasses.field(default_factory=list)
 
 
-class RedisAdapter(RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
+class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisFlow, Adapter):
     name = "redis"
     durable = True
 
