@@ -10,6 +10,8 @@ claimed job waits in this process no longer than that. On SIGTERM no new job is
 fetched, claimed jobs that have not started go back to the front of their queues
 at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest are
 released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
+Stopping or quiet, a running continuation is interrupted at its next checkpoint and goes back
+to its queue with its progress (djjobs/continuations.py).
 A SIGINT after the first stop signal exits at once (the leases recover the jobs). A
 process whose supervisor is gone (killed with SIGKILL) notices at once (its pipe to the
 supervisor breaks), stops the same graceful way, and renews its own claims' leases
