@@ -214,11 +214,12 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
     elif outcome.kind == RETRY:
         logger.warning(_LINE + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, _text(exc), outcome.run_at)
         _send(signals.job_retried, job, exception=exc, run_at=outcome.run_at)
-    elif outcome.kind == INTERRUPTED:
+    elif outcome.kind == INTERRUPTED:  # (its envelope is as claimed: the attempt is the run's, one more)
         progress = outcome.envelope.meta.get(PROGRESS) or {}
         where = progress.get("current") or (["after " + progress["completed"][-1]] if progress.get("completed") else
                                             ["before its first step"])
-        logger.info(_LINE + " (interrupted: %s; stored to resume at %s)", *params, exc, where[0])
+        logger.info(_LINE + " (interrupted: %s; stored to resume at %s)", *params[:4], env.executions + 1,
+                    *params[5:], exc, where[0])
     elif outcome.kind == CANCELLED:
         logger.info(_LINE + " (its cancellation was asked)", *params)
         _send(signals.job_cancelled, job, job_id=env.job_id, envelope=env)

@@ -49,7 +49,7 @@ def test_sigterm_interrupts_continuations_which_resume_without_repeating_work(ba
         record = backend.adapter.get(job.job_id)
         assert record.state == "ready", record.state
         progress = record.envelope.meta["progress"]
-        assert progress["completed"] == ["first"] and progress["resumptions"] == 1
+        assert progress["completed"] == ["first"] and progress["resumptions"] == 1, progress
         assert progress["current"] == ["items", len(stopped[f"j{jobs.index(job)}"])]
         assert (record.envelope.executions, record.envelope.deaths) == (0, 0)
     counts = backend.adapter.counts()
@@ -103,3 +103,22 @@ def test_a_sigkilled_worker_resumes_at_the_last_saved_checkpoint(backend, start_
     assert events(trace, "first") == {t: 1 for t in tokens}
     # the resumed run is the second execution (lease recovery counts the death)
     assert sorted(f[3] for f in lines(trace) if f[0] == "begin") == ["1", "1", "2", "2"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_cancelled_continuation_stops_at_its_next_checkpoint(backend, start_worker, tmp_path):
+    import djjobs
+    trace = tmp_path / "trace"
+    start_worker("-c", "2")
+    with use_adapter(backend.adapter):
+        job = StepsJob.perform_later(str(trace), "c0", 400, PAUSE)
+        wait_for(lambda: len(items(trace)["c0"]) >= 3, 60, "the job to be in its items step")
+        assert djjobs.cancel(job.job_id) == "cancelling"
+    wait_for(lambda: (r := backend.adapter.get(job.job_id)) is not None and r.state == "cancelled", 30,
+             "the job to end cancelled")
+    done = items(trace)["c0"]
+    assert len(done) < 100 and events(trace, "last")["c0"] == 0  # stopped within about a second
+    progress = backend.adapter.get(job.job_id).envelope.meta["progress"]
+    assert progress["completed"] == ["first"] and progress["current"] == ["items", len(done)]
+    assert backend.adapter.counts().failed == 0

@@ -158,6 +158,10 @@ class WorkerProcess:
             self._tell()
             quiet = self.quiet.is_set()
             free = 0 if quiet else self._acquire_free()
+            if free and self.stopping.is_set():
+                # The stop came while this loop waited for a free thread (the thread may have
+                # been freed by the stop itself: an interrupted continuation): no new claim.
+                break
             if quiet:
                 if not was_quiet:
                     self._stop_waiting()
