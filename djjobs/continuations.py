@@ -28,6 +28,7 @@ The progress lives in ``envelope.meta["progress"]``: ``{"completed": [names],
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .job import Job
     from .run_context import RunContext
 
+logger = logging.getLogger("djjobs")
 PROGRESS = "progress"
 _UNSET = object()
 
@@ -161,9 +163,8 @@ class Continuation:
         try:
             held = context.save_progress(self.progress())
         except Exception as exc:  # storage down: the next checkpoint (or the outcome) stores it
-            import logging
-            logging.getLogger("djjobs").warning("%s: saving progress failed (%s: %s); it is saved at the next "
-                                                "checkpoint or with the run's outcome", where, type(exc).__name__, exc)
+            logger.warning("%s: saving progress failed (%s: %s); it is saved at the next checkpoint or with the "
+                           "run's outcome", where, type(exc).__name__, exc)
             return
         if held is False:
             raise JobInterrupted(f"{where}: this run no longer holds the job (its lease was recovered)")

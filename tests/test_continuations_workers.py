@@ -122,3 +122,21 @@ def test_a_cancelled_continuation_stops_at_its_next_checkpoint(backend, start_wo
     progress = backend.adapter.get(job.job_id).envelope.meta["progress"]
     assert progress["completed"] == ["first"] and progress["current"] == ["items", len(done)]
     assert backend.adapter.counts().failed == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_quiet_worker_hands_its_continuation_to_another(backend, start_worker, tmp_path):
+    trace = tmp_path / "trace"
+    quiet = start_worker("-c", "2")
+    with use_adapter(backend.adapter):
+        job = StepsJob.perform_later(str(trace), "q0", N, PAUSE)
+    wait_for(lambda: len(items(trace)["q0"]) >= 5, 60, "the job to be in its items step")
+    quiet.signal(signal.SIGTSTP)
+    wait_for(lambda: (r := backend.adapter.get(job.job_id)) is not None and r.state == "ready", 30,
+             "the job to be handed back")
+    assert quiet.proc.poll() is None  # still running, quiet
+    assert backend.adapter.get(job.job_id).envelope.meta["progress"]["resumptions"] == 1
+    start_worker("-c", "2")
+    wait_for(lambda: events(trace, "last")["q0"] == 1, 60, "the job to finish on the other worker")
+    assert sorted(items(trace)["q0"]) == list(range(N)) and events(trace, "first")["q0"] == 1

@@ -191,6 +191,8 @@ class WorkerProcess:
             self._acks = []
             if claims:
                 claims = self._drop_late(claims)
+            if claims and (self.stopping.is_set() or self.quiet.is_set()):
+                claims = self._hand_back(claims)
             if claims:
                 self._collect_finished()  # jobs that finished while this loop waited in fetch
                 was_idle = not self._busy
@@ -232,6 +234,17 @@ class WorkerProcess:
         except Exception:
             logger.exception("Handing back %d late job(s) failed; their leases will recover them", len(late))
         return [c for c in claims if c.lease_until >= least]
+
+    def _hand_back(self, claims: list[Claim]) -> list[Claim]:
+        """A stop or quiet that came while the fetch was on its way: its claims go back to the
+        front of their queues unrun (a continuation interrupted by that stop, released just
+        then, would otherwise be claimed again here, and interrupted again). Returns []."""
+        try:
+            self.adapter.release(claims)
+        except Exception:
+            logger.exception("Handing back %d job(s) claimed as this worker stopped failed; their leases will "
+                             "recover them", len(claims))
+        return []
 
     def _finish(self, claim: Claim | None, took: float) -> None:
         """A job thread is free (called by it): wake the fetch loop if it waits for this one."""
