@@ -10,8 +10,10 @@
 from .batch_status import BatchStatus
 from .batches import Batch
 from .cancellation import cancel, cancel_many
-from .errors import (BatchFinished, ConfigurationError, DeserializationError, DjJobsError, DuplicateJob, EnqueueError, JobCancelled,
-                     JobTimeout, PayloadError, SerializationError, UnknownJobError, UnsupportedFeature, WorkerDied)
+from .continuations import Step
+from .errors import (BatchFinished, CheckpointError, ConfigurationError, DeserializationError, DjJobsError,
+                     DuplicateJob, EnqueueError, JobCancelled, JobInterrupted, JobTimeout, PayloadError,
+                     SerializationError, StepError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
 from .job import ConfiguredJob, Job, perform_all_later
 from .ratelimits import RateLimited, limit
@@ -20,7 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
-    "cancel", "cancel_many", "JobCancelled", "Batch", "BatchStatus", "BatchFinished",
+    "cancel", "cancel_many", "JobCancelled", "Batch", "BatchStatus", "BatchFinished", "Step", "JobInterrupted",
+    "StepError", "CheckpointError",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
     "EnqueueError", "DuplicateJob", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",
 ]

@@ -91,3 +91,20 @@ class BatchFinished(EnqueueError):
     def __init__(self, message: str = "", *, batch_id: str = ""):
         super().__init__(message, not_stored=())
         self.batch_id = batch_id
+class JobInterrupted(BaseException):
+    """Raised by ``step.checkpoint()`` (or at the start of a step) when the worker running the
+    job is stopping (SIGTERM, quiet): the job is stored again with its progress, ready, and
+    resumes where it stopped on any worker. Not a failure and not an attempt: no retry is
+    counted. A BaseException so that a job's own ``except Exception`` cannot swallow it
+    (docs/continuations.md)."""
+
+
+class StepError(DjJobsError):
+    """A continuation's steps misused (docs/continuations.md): a step inside another, a
+    name used twice in one run, steps found in another order than the stored progress
+    says (the code changed between runs), or a checkpoint outside its step."""
+
+
+class CheckpointError(DjJobsError):
+    """A checkpoint that cannot be recorded: inside an open ``transaction.atomic()`` (the
+    progress would outlive work that may roll back), or with a cursor that is not JSON."""

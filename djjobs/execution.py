@@ -1,8 +1,15 @@
 """Run one envelope and decide its outcome. Pure of storage.
 
 :func:`execute` never talks to an adapter: it returns an :class:`Outcome`
-(succeeded, retry at T, rescheduled at T, discarded, dead, cancelled) and the caller
-(the worker's processor, or the in-caller runners below) carries it out.
+(succeeded, retry at T, rescheduled at T, discarded, dead, cancelled, interrupted) and the
+caller (the worker's processor, or the in-caller runners below) carries it out. What the run
+may ask of its runner (cancelled? stopping? save progress) comes in one
+:class:`~djjobs.run_context.RunContext`.
+
+A continuation's progress (djjobs/continuations.py) goes into the envelope of every outcome
+that stores the job again (retry, rescheduled, dead, cancelled, interrupted), so a retry
+resumes where the failed run stopped. An interrupted run is stored as it was claimed
+(``executions`` and exception counts unchanged: not an attempt), plus its progress.
 """
 from __future__ import annotations
 
@@ -10,17 +17,19 @@ import dataclasses
 import logging
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any
 
 from . import conf, handlers, registry, signals
 from .envelope import Envelope
-from .errors import DjJobsError, JobCancelled
+from .continuations import PROGRESS, progress_of, with_progress
+from .errors import DjJobsError, JobCancelled, JobInterrupted
 from .job import Job, Reschedule
+from .run_context import RunContext
 
 logger = logging.getLogger("djjobs")
 
 SUCCEEDED, RETRY, RESCHEDULED, DISCARDED, DEAD = "succeeded", "retry", "rescheduled", "discarded", "dead"
-CANCELLED = "cancelled"
+CANCELLED, INTERRUPTED = "cancelled", "interrupted"
 
 
 @dataclasses.dataclass
@@ -28,7 +37,7 @@ class Outcome:
     kind: str
     envelope: Envelope              # the envelope to store next (executions and errors updated)
     job: Job | None = None
-    run_at: float | None = None     # for RETRY / RESCHEDULED
+    run_at: float | None = None     # for RETRY / RESCHEDULED (an INTERRUPTED job is ready at once)
     error: BaseException | None = None
     result: Any = None
     duration: float = 0.0
@@ -91,36 +100,57 @@ _EXITS = (SystemExit, KeyboardInterrupt)
 
 
 def execute(envelope: Envelope, *, now: float | None = None, contain_exits: bool = False,
-            cancelled: Callable[[], bool] | None = None) -> Outcome:
+            context: RunContext | None = None) -> Outcome:
     """Run the job once. Exceptions from the job become outcomes. SystemExit and
     KeyboardInterrupt propagate (``perform_now`` in a script should exit), unless
     ``contain_exits`` (a worker's job thread): then they fail the job like any error,
     since a thread ended by one would be lost to the worker without a word.
-    ``cancelled``: the run's cancel check (``Job.cancelled``), from the worker."""
+    ``context``: what the run may ask of its runner (cancel check, stopping, saving
+    progress); None for a run in the caller."""
     env = envelope.started()
     started = time.perf_counter()
     try:
         job = registry.resolve(env.job).from_envelope(env)
     except DjJobsError as exc:
         return _finish(Outcome(DEAD, env.copy(error=error_info(exc)), error=exc), started)
-    if cancelled is not None:
-        job._cancel_probe = cancelled
+    if context is not None:
+        job._context = context
     try:
         job.load_arguments()
         _send(signals.job_started, job)
         result = job.around_perform(lambda: _run(job))
     except Reschedule as r:
         run_at = (now or time.time()) + r.wait
-        return _finish(Outcome(RESCHEDULED, env.copy(run_at=run_at), job, run_at), started)
+        return _finish(Outcome(RESCHEDULED, _progressed(job, env.copy(run_at=run_at)), job, run_at), started)
     except JobCancelled as exc:
-        return _finish(Outcome(CANCELLED, env, job, error=exc), started)
+        return _finish(Outcome(CANCELLED, _progressed(job, env), job, error=exc), started)
+    except JobInterrupted as exc:
+        return _finish(Outcome(INTERRUPTED, _interrupted(job, envelope), job, error=exc), started)
     except Exception as exc:
-        return _finish(_failure_or_dead(job, env, exc, now or time.time()), started)
+        return _finish(_failure_or_dead(job, _progressed(job, env), exc, now or time.time()), started)
     except _EXITS as exc:
         if not contain_exits:
             raise
-        return _finish(_failure_or_dead(job, env, exc, now or time.time()), started)
+        return _finish(_failure_or_dead(job, _progressed(job, env), exc, now or time.time()), started)
     return _finish(Outcome(SUCCEEDED, env, job, result=result), started)
+
+
+def _progressed(job: Job, env: Envelope) -> Envelope:
+    """``env`` with the run's progress through its steps, if it entered any."""
+    continuation = job._continuation
+    return env if continuation is None else with_progress(env, continuation.progress())
+
+
+def _interrupted(job: Job, claimed: Envelope) -> Envelope:
+    """What an interrupted run stores: the envelope as it was claimed (this run was not an
+    attempt), ready, with the run's progress and one more resumption."""
+    continuation = job._continuation
+    if continuation is not None:
+        progress = continuation.progress(resumed=1)
+    else:  # JobInterrupted raised outside any step: nothing new to keep but the count
+        progress = dict(progress_of(claimed.meta) or {"completed": []})
+        progress["resumptions"] = progress.get("resumptions", 0) + 1
+    return with_progress(claimed.copy(run_at=None), progress)
 
 
 def _failure_or_dead(job: Job, env: Envelope, exc: BaseException, now: float) -> Outcome:
@@ -184,6 +214,12 @@ def _finish(outcome: Outcome, started: float) -> Outcome:
     elif outcome.kind == RETRY:
         logger.warning(_LINE + " (%s: %s; retry at %.3f)", *params, type(exc).__name__, _text(exc), outcome.run_at)
         _send(signals.job_retried, job, exception=exc, run_at=outcome.run_at)
+    elif outcome.kind == INTERRUPTED:  # (its envelope is as claimed: the attempt is the run's, one more)
+        progress = outcome.envelope.meta.get(PROGRESS) or {}
+        where = progress.get("current") or (["after " + progress["completed"][-1]] if progress.get("completed") else
+                                            ["before its first step"])
+        logger.info(_LINE + " (interrupted: %s; stored to resume at %s)", *params[:4], env.executions + 1,
+                    *params[5:], exc, where[0])
     elif outcome.kind == CANCELLED:
         logger.info(_LINE + " (its cancellation was asked)", *params)
         _send(signals.job_cancelled, job, job_id=env.job_id, envelope=env)
@@ -234,11 +270,12 @@ def perform_in_caller(envelope: Envelope, *, retry_later: bool) -> Any:
     return run_in_caller(envelope, retry_later=retry_later)[0]
 
 
-def run_in_caller(envelope: Envelope, *, retry_later: bool) -> tuple[Any, str]:
-    """:func:`perform_in_caller`, returning (result, the last run's outcome kind)."""
+def run_in_caller(envelope: Envelope, *, retry_later: bool, context: RunContext | None = None) -> tuple[Any, str]:
+    """:func:`perform_in_caller`, returning (result, the last run's outcome kind). An interrupted
+    run (``context`` says the runner is stopping: the test helpers) resumes as a retry does."""
     from .transaction import submit_envelopes
     for _ in range(MAX_IN_CALLER_RUNS):
-        outcome = execute(envelope)
+        outcome = execute(envelope, context=context)
         if outcome.kind in (SUCCEEDED, DISCARDED, CANCELLED):
             return outcome.result, outcome.kind
         if outcome.kind == DEAD:
@@ -248,5 +285,5 @@ def run_in_caller(envelope: Envelope, *, retry_later: bool) -> tuple[Any, str]:
             submit_envelopes([outcome.envelope], after_commit=getattr(job_class, "enqueue_after_commit", True))
             return None, outcome.kind
         envelope = outcome.envelope.copy(run_at=None)
-    raise RuntimeError(f"{envelope.describe()} was retried or rescheduled {MAX_IN_CALLER_RUNS} times in a row "
-                       "in the caller; in-caller runs ignore waits, so use a real adapter for this job.")
+    raise RuntimeError(f"{envelope.describe()} was retried, rescheduled or interrupted {MAX_IN_CALLER_RUNS} times "
+                       "in a row in the caller; in-caller runs ignore waits, so use a real adapter for this job.")

@@ -10,13 +10,17 @@ import math
 import os
 import time
 from datetime import datetime, timedelta
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import arguments, batch_status, concurrency, conf, prerequisites, registry, uniqueness
 from .batch_status import BatchStatus
 from .batches import Batch
 from .envelope import Envelope
+
+if TYPE_CHECKING:
+    from .continuations import Continuation, Step
+    from .run_context import RunContext
 
 
 class Reschedule(BaseException):
@@ -61,6 +65,10 @@ class Job:
     ``rate_limit = (100, 60)`` (at most 100 starts per 60 s, per :meth:`rate_limit_key`).
     Concurrency limits: ``concurrency_limit = 2`` (at most 2 queued or running at once, per
     :meth:`concurrency_key`).
+
+    Continuations (docs/continuations.md): :meth:`step` splits ``perform`` into steps that
+    resume after the worker stops; ``checkpoint_interval`` (seconds, default 1) is how often
+    at most a checkpoint stores the progress durably (a step's end always does).
     """
 
     queue_name: ClassVar[str] = "default"
@@ -74,6 +82,7 @@ class Job:
     unique_conflict: ClassVar[str] = "skip"
     rate_limit: ClassVar[tuple | None] = None
     concurrency_limit: ClassVar[int | None] = None
+    checkpoint_interval: ClassVar[float] = 1.0
     job_name: ClassVar[str]
     abstract: ClassVar[bool] = True
 
@@ -87,6 +96,9 @@ class Job:
         if cls.on_worker_death not in ("retry", "fail"):
             raise ValueError(f"{cls.__qualname__}.on_worker_death must be 'retry' or 'fail'.")
         check_priority(cls.priority, f"{cls.__qualname__}.priority")
+        interval = cls.checkpoint_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
+            raise ValueError(f"{cls.__qualname__}.checkpoint_interval must be seconds >= 0, got {interval!r}.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.arguments: tuple = args
@@ -141,7 +153,7 @@ class Job:
 
     def after_outcome(self, outcome: Any) -> None:
         """Called once per run with its :class:`~djjobs.execution.Outcome` (kind
-        succeeded/retry/rescheduled/discarded/dead), e.g. to record results or metrics.
+        succeeded/retry/rescheduled/discarded/dead/cancelled/interrupted), e.g. to record results or metrics.
         Exceptions here are logged and do not change the outcome."""
 
     # --- API -----------------------------------------------------------
@@ -265,8 +277,10 @@ class Job:
         job.unique_key_override, job.duplicate, job.prerequisites = None, False, None
         return job
 
-    #: the worker's cancel check for this run (execution.execute sets it); None: never cancelled
-    _cancel_probe: Callable[[], bool] | None = None
+    #: what this run may ask of whoever runs it (execution.execute sets it); None: a run
+    #: never cancelled, never interrupted, saving no progress (perform_now, inline)
+    _context: "RunContext | None" = None
+    _continuation: "Continuation | None" = None
 
     @property
     def cancelled(self) -> bool:
@@ -274,8 +288,19 @@ class Job:
         runs. A job that can stop early checks it at safe points and raises
         :class:`~djjobs.errors.JobCancelled`: it then ends cancelled, not failed. Asked of
         storage at most once a second per run; always False outside a worker."""
-        probe = self._cancel_probe
-        return probe is not None and probe()
+        context = self._context
+        return context is not None and context.is_cancelled()
+
+    def step(self, name: str, cursor: Any = None) -> "Step":
+        """A step of this job (``with self.step("rows", cursor=0) as step:``): skipped when an
+        earlier run finished it, resumed at its stored cursor when one began it, else run
+        from ``cursor``. ``step.checkpoint(cursor)`` records progress and is where a stopping
+        worker interrupts the job (docs/continuations.md)."""
+        if self._continuation is None:
+            from .continuations import Continuation, progress_of
+            stored = progress_of(self.envelope.meta) if self.envelope is not None else None
+            self._continuation = Continuation(self, stored, self._context, float(type(self).checkpoint_interval))
+        return self._continuation.step(name, cursor)
 
     @property
     def enqueued_at(self) -> datetime | None:

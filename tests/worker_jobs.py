@@ -289,3 +289,22 @@ class UniqueCoopJob(Job):
                 raise JobCancelled()
             time.sleep(0.05)
         note(path, "end", token, self.job_id)
+class StepsJob(Job):
+    """A continuation. Every run writes 'begin <token> <pid> <executions>'; step 'first' writes
+    'first <token>'; step 'items' writes 'item <token> <i>' for each item from its cursor to
+    ``n``, sleeping ``pause`` after each, then checkpoints i + 1; step 'last' writes 'last <token>'.
+    Progress is stored durably at most every 0.2 s (and at each step's end)."""
+    checkpoint_interval = 0.2
+    retry_attempts = 1
+
+    def perform(self, path, token, n, pause):
+        note(path, "begin", token, os.getpid(), self.executions)
+        with self.step("first"):
+            note(path, "first", token)
+        with self.step("items", cursor=0) as step:
+            for i in range(step.cursor, n):
+                note(path, "item", token, i)
+                time.sleep(pause)
+                step.checkpoint(i + 1)
+        with self.step("last"):
+            note(path, "last", token)

@@ -65,7 +65,7 @@ class AsyncAdapter(MemoryAdapter):
 
     def _run(self, process, claim) -> None:
         try:
-            process(self, claim)
+            process(self, claim, self._stopping.is_set)
         except Exception:
             logger.exception("djjobs async adapter: processing %s failed", claim.token)
         finally:

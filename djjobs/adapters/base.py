@@ -85,6 +85,11 @@ Each callback is stored at most once (its envelope, with the status as its argum
 as its enqueue time, ready in its queue). :meth:`Adapter.repair_batches` settles, as
 deleted, jobs counted pending that storage no longer has, and completes closed batches
 with nothing pending that are not complete.
+Progress (:mod:`djjobs.continuations`, ``envelope.meta["progress"]``): a running job's run
+stores its progress with :meth:`Adapter.save_progress`, which replaces the payload of the job
+it holds, fenced by the lease token, and changes nothing else (not its state, lease, place or
+counts). A run interrupted by a stopping worker saves its progress so, then is released; lease
+recovery, ``release`` and every later step start from the payload last saved.
 
 Capabilities an adapter lacks are declared as flags and refused with a clear
 error, never silently ignored.
@@ -427,6 +432,14 @@ class Adapter(ABC):
         """Settle jobs counted pending that storage no longer has (as deleted), and complete
         closed batches with nothing pending. Returns how many batches it changed."""
         return 0
+
+    # --- progress (djjobs/continuations.py) -------------------------------------
+    def save_progress(self, claim: Claim, envelope: Envelope) -> bool:
+        """Replace the stored payload of the running job ``claim`` holds with ``envelope`` (its
+        progress), fenced by the lease token: one atomic step, nothing else about the job
+        changes. Returns False, storing nothing, when the claim no longer holds the job (its
+        lease was recovered, or its outcome stored)."""
+        raise NotImplementedError
 
     # --- scheduler ------------------------------------------------------
     def claim_tick(self, name: str, tick_at: float) -> bool:

@@ -23,6 +23,7 @@ from .local import LocalRates, LocalResults
 from .memory_batches import MemoryBatches
 from .memory_cancel import MemoryCancel
 from .memory_prereqs import MemoryPrerequisites
+from .memory_progress import MemoryProgress
 
 
 @dataclasses.dataclass
@@ -44,7 +45,7 @@ class _Rec:
 
 
 
-class MemoryAdapter(MemoryPrerequisites, MemoryCancel, MemoryBatches, Adapter):
+class MemoryAdapter(MemoryProgress, MemoryPrerequisites, MemoryCancel, MemoryBatches, Adapter):
     """All jobs in this process' memory, guarded by one lock."""
 
     name = "memory"

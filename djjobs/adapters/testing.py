@@ -8,7 +8,9 @@ that fails for good re-raises its exception. Unique jobs are honoured in both mo
 job whose key a stored job holds is neither stored nor run (``enqueued`` records only
 the jobs that were stored or run). Batches are honoured in both modes: a drain runs each
 callback once, as a worker would; inside ``perform_enqueued_jobs()`` a job of a batch is
-settled as its run ends and a callback runs in the caller of the step that fires it.
+settled as its run ends and a callback runs in the caller of the step that fires it. A job
+with steps runs them (djjobs/continuations.py); inside :func:`djjobs.testing.interrupt_jobs`
+its runs are interrupted as on a stopping worker, and resume at once from their progress.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class TestAdapter(MemoryAdapter):
         self.enqueued: list[Envelope] = []
         self.performed: list[Envelope] = []
         self.performing = 0
+        self.interrupters: list = []  # djjobs.testing.interrupt_jobs blocks open now
         self._record_lock = threading.Lock()
 
     def enqueue(self, envelope: Envelope) -> str | None:
@@ -71,7 +74,21 @@ class TestAdapter(MemoryAdapter):
         from ..execution import run_in_caller
         with self._record_lock:
             self.performed.append(envelope)
-        return run_in_caller(envelope.copy(run_at=None), retry_later=False)[1]
+        return run_in_caller(envelope.copy(run_at=None), retry_later=False, context=self._run_context())[1]
+
+    def _run_context(self):
+        """None (nothing asked of the run), or inside ``interrupt_jobs``: a context whose
+        "stopping" is true where one of those blocks interrupts the run."""
+        if not self.interrupters:
+            return None
+        from ..run_context import RunContext
+        context = RunContext()
+
+        def stopping() -> bool:
+            cont = context.continuation
+            return cont is not None and any(i.fires(cont) for i in list(self.interrupters))
+        context.stopping = stopping
+        return context
 
     def drain(self, *, include_scheduled: bool = True, max_rounds: int = 100) -> int:
         """Run every stored job (and the jobs they enqueue) in the caller; returns how many ran."""

@@ -63,7 +63,22 @@ def detail(record: JobRecord) -> dict:
         data["payload"] = _masked_raw(record.raw)
         data["traceback"] = ""
     data["payload"] = short(data["payload"], MAX_PAYLOAD_CHARS)
+    data["progress"] = progress(env.meta if env is not None else None)
     return data
+
+
+def progress(meta: Any) -> dict | None:
+    """A continuation's stored progress (djjobs/continuations.py) as text to show: the step
+    begun and its cursor, the finished steps, the resumptions; None for a job without steps."""
+    stored = meta.get("progress") if isinstance(meta, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    current = stored.get("current")
+    step, cursor = (current[0], current[1]) if isinstance(current, list) and len(current) == 2 else (None, None)
+    completed = stored.get("completed")
+    return {"step": text(step), "cursor": short(_json(cursor)) if step is not None else "",
+            "completed": ", ".join(text(n) for n in completed) if isinstance(completed, list) else text(completed),
+            "resumptions": text(stored.get("resumptions", 0))}
 
 
 def _json(value: Any, indent: int | None = None) -> str:

@@ -18,9 +18,11 @@ from ..adapters.testing import TestAdapter
 from ..arguments import serialize
 from ..envelope import Envelope
 from ..job import Job
+from .continuations import Interruption, interrupt_jobs
 
 __all__ = ["TestAdapter", "use_test_adapter", "JobsTestMixin", "assert_enqueued_with", "assert_enqueued_jobs",
-           "assert_no_enqueued_jobs", "perform_enqueued_jobs", "enqueued_jobs", "drain_enqueued_jobs"]
+           "assert_no_enqueued_jobs", "perform_enqueued_jobs", "enqueued_jobs", "drain_enqueued_jobs",
+           "interrupt_jobs", "Interruption"]
 
 
 @contextlib.contextmanager
@@ -95,7 +97,8 @@ def assert_enqueued_with(*, job: type[Job] | None = None, args: tuple | list | N
 class perform_enqueued_jobs(contextlib.ContextDecorator):
     """Inside the block, jobs run when they are enqueued (in the caller, retries at
     once, waits ignored), including jobs those jobs enqueue. A job that fails for
-    good raises its exception out of ``perform_later``."""
+    good raises its exception out of ``perform_later``. Jobs with steps run them, and
+    resume at once when :func:`interrupt_jobs` interrupts them."""
 
     def __enter__(self) -> TestAdapter:
         self.adapter = current_test_adapter()

@@ -10,6 +10,8 @@ claimed job waits in this process no longer than that. On SIGTERM no new job is
 fetched, claimed jobs that have not started go back to the front of their queues
 at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest are
 released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
+Stopping or quiet, a running continuation is interrupted at its next checkpoint and goes back
+to its queue with its progress (djjobs/continuations.py).
 A SIGINT after the first stop signal exits at once (the leases recover the jobs). A
 process whose supervisor is gone (killed with SIGKILL) notices at once (its pipe to the
 supervisor breaks), stops the same graceful way, and renews its own claims' leases
@@ -41,7 +43,7 @@ from ..adapters.base import Adapter, Claim, WorkerInfo
 from ..execution import SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
 from .claimlog import ClaimLog
-from .processor import CancelProbe, process, rate_limited, report
+from .processor import process, rate_limited, report, run_context
 from .queues import QueueOrder
 from .timeouts import Watchdog
 
@@ -124,6 +126,10 @@ class WorkerProcess:
         logger.info("Stopping: finishing running jobs (up to %.0f s)", self.shutdown_timeout)
         self.stopping.set()
 
+    def _stopping_now(self) -> bool:
+        """Whether running continuations should stop at their next checkpoint: stopping or quiet."""
+        return self.stopping.is_set() or self.quiet.is_set()
+
     def run(self) -> int:
         self._send({"event": "started", "worker_id": self.worker_id, "pid": os.getpid()})
         threads = [threading.Thread(target=self._job_loop, args=(i,), name=f"djjobs-job-{i}", daemon=True)
@@ -153,6 +159,10 @@ class WorkerProcess:
             self._tell()
             quiet = self.quiet.is_set()
             free = 0 if quiet else self._acquire_free()
+            if free and self.stopping.is_set():
+                # The stop came while this loop waited for a free thread (the thread may have
+                # been freed by the stop itself: an interrupted continuation): no new claim.
+                break
             if quiet:
                 if not was_quiet:
                     self._stop_waiting()
@@ -182,6 +192,8 @@ class WorkerProcess:
             self._acks = []
             if claims:
                 claims = self._drop_late(claims)
+            if claims and (self.stopping.is_set() or self.quiet.is_set()):
+                claims = self._hand_back(claims)
             if claims:
                 self._collect_finished()  # jobs that finished while this loop waited in fetch
                 was_idle = not self._busy
@@ -223,6 +235,17 @@ class WorkerProcess:
         except Exception:
             logger.exception("Handing back %d late job(s) failed; their leases will recover them", len(late))
         return [c for c in claims if c.lease_until >= least]
+
+    def _hand_back(self, claims: list[Claim]) -> list[Claim]:
+        """A stop or quiet that came while the fetch was on its way: its claims go back to the
+        front of their queues unrun (a continuation interrupted by that stop, released just
+        then, would otherwise be claimed again here, and interrupted again). Returns []."""
+        try:
+            self.adapter.release(claims)
+        except Exception:
+            logger.exception("Handing back %d job(s) claimed as this worker stopped failed; their leases will "
+                             "recover them", len(claims))
+        return []
 
     def _finish(self, claim: Claim | None, took: float) -> None:
         """A job thread is free (called by it): wake the fetch loop if it waits for this one."""
@@ -388,7 +411,7 @@ class WorkerProcess:
         try:
             if timeout:
                 self.watchdog.start(timeout, env.describe())
-            outcome = execute(env, contain_exits=True, cancelled=CancelProbe(self.adapter, env.job_id))
+            outcome = execute(env, contain_exits=True, context=run_context(self.adapter, claim, self._stopping_now))
         except JobTimeout:  # landed after execute returned: the outcome stands
             pass
         finally:

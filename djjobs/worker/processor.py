@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from django.db import close_old_connections
 
 from .. import registry, signals
 from ..adapters.base import Adapter, Claim, encodes, stored_error
+from ..continuations import with_progress
 from ..errors import PayloadError
-from ..execution import CANCELLED, DEAD, DISCARDED, RESCHEDULED, RETRY, SUCCEEDED, Outcome, error_info, execute
+from ..execution import (CANCELLED, DEAD, DISCARDED, INTERRUPTED, RESCHEDULED, RETRY, SUCCEEDED, Outcome, error_info,
+                         execute)
 from ..ratelimits import start_wait
+from ..run_context import RunContext
 
 logger = logging.getLogger("djjobs")
 #: how often a run's ``self.cancelled`` asks storage at most
@@ -46,11 +50,22 @@ class CancelProbe:
         return self.seen
 
 
-def process(adapter: Adapter, claim: Claim) -> Outcome | None:
+def run_context(adapter: Adapter, claim: Claim, stopping: Callable[[], bool] | None = None) -> RunContext:
+    """The context of one claimed run: its cancel probe, whether its worker is ``stopping``,
+    and saving its progress as the claimed envelope (``executions`` as claimed: lease
+    recovery counts the run that dies) plus the progress, fenced by the claim."""
+    def save_progress(progress: dict) -> bool:
+        return adapter.save_progress(claim, with_progress(claim.envelope, progress))
+    return RunContext(cancelled=CancelProbe(adapter, claim.envelope.job_id), stopping=stopping,
+                      save_progress=save_progress)
+
+
+def process(adapter: Adapter, claim: Claim, stopping: Callable[[], bool] | None = None) -> Outcome | None:
     """Execute ``claim`` and report its outcome to ``adapter``. Never raises for a
     job's failure; a poison payload goes to the dead set. The outcome is returned
     released (:meth:`~djjobs.execution.Outcome.release`): its kind and envelope stay,
-    the run's objects (job, result, the error's frames) are let go once reported."""
+    the run's objects (job, result, the error's frames) are let go once reported.
+    ``stopping``: whether the runner is stopping (continuations are then interrupted)."""
     if claim.envelope is None:
         kill_undecodable(adapter, claim)
         return None
@@ -58,7 +73,7 @@ def process(adapter: Adapter, claim: Claim) -> Outcome | None:
         return None
     close_old_connections()
     try:
-        outcome = execute(claim.envelope, contain_exits=True, cancelled=CancelProbe(adapter, claim.envelope.job_id))
+        outcome = execute(claim.envelope, contain_exits=True, context=run_context(adapter, claim, stopping))
     finally:
         close_old_connections()
     try:
@@ -136,5 +151,10 @@ def _store(adapter: Adapter, claim: Claim, outcome: Outcome) -> None:
         adapter.kill(claim, outcome.envelope)
     elif kind == CANCELLED:
         adapter.cancel_run(claim, outcome.envelope)
+    elif kind == INTERRUPTED:
+        # Its progress first, then back to the front of its queue. Dying in between leaves it
+        # running with its progress stored: lease recovery resumes it from there.
+        if adapter.save_progress(claim, outcome.envelope):
+            adapter.release([claim])
     else:  # pragma: no cover - execute() returns only the kinds above
         adapter.kill(claim, outcome.envelope.copy(error=error_info(RuntimeError(f"unknown outcome {kind}"))))

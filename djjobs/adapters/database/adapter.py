@@ -32,6 +32,7 @@ from ..base import (Adapter, Claim, Counts, JobRecord, Page, QueueInfo, WorkerIn
 from . import flow
 from .batches import DatabaseBatches
 from .cancel import DatabaseCancel
+from .progress import DatabaseProgress
 from .waits import DatabasePrerequisites
 from .dialects import dialect_for
 
@@ -74,7 +75,8 @@ def _stored_error(text: str, env: Envelope | None, at: float | None) -> dict | N
     return {"class": cls, "message": message, "traceback": "", "failed_at": at}
 
 
-class DatabaseAdapter(DatabasePrerequisites, DatabaseCancel, DatabaseBatches, flow.DatabaseFlow, Adapter):
+class DatabaseAdapter(DatabaseProgress, DatabasePrerequisites, DatabaseCancel, DatabaseBatches, flow.DatabaseFlow,
+                      Adapter):
     name = "database"
     #: one job row with its flow-control and prerequisite columns (waits.py)
     PLAIN_INSERT = PLAIN_INSERT

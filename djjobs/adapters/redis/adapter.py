@@ -42,6 +42,7 @@ from .batches import RedisBatches
 from .cancel import RedisCancel
 from .flow import SCAN_LIMIT, RedisFlow
 from .keys import ANCHOR_SCORE, Keys
+from .progress import RedisProgress
 from .waits import RedisPrerequisites
 
 logger = logging.getLogger("djjobs")
@@ -80,7 +81,7 @@ class _Registration:
     received: list = dataclasses.field(default_factory=list)
 
 
-class RedisAdapter(RedisPrerequisites, RedisCancel, RedisBatches, RedisFlow, Adapter):
+class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches, RedisFlow, Adapter):
     name = "redis"
     durable = True
 
