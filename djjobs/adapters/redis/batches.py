@@ -32,8 +32,10 @@ class RedisBatches:
     def open_batch(self, status: BatchStatus, callbacks: dict[str, Envelope]) -> None:
         rows = [v for event, env in callbacks.items() for v in (event, f"{env.priority}|{env.queue}", env.encode())]
         ids = orjson.dumps({event: env.job_id for event, env in callbacks.items()})
+        p = self.keys.prefix
         self.run("batch_open", status.id, repr(status.created_ts), status.description,
-                 orjson.dumps(status.properties), ids, *rows)
+                 orjson.dumps(status.properties), ids, *rows,
+                 keys=(self._batch_key(status.id), f"{p}:batches", f"{p}:bopen"))
 
     def close_batch(self, batch_id: str) -> None:
         self.run("batch_close", batch_id, repr(self.clock()))
