@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -88,6 +89,7 @@ class Job:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _refuse_coroutines(cls)
         if "job_name" not in cls.__dict__:
             cls.job_name = f"{cls.__module__}.{cls.__qualname__}"
         if not cls.__dict__.get("abstract", False):
@@ -322,6 +324,23 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} job_id={self.job_id} queue={self.queue_name}>"
+
+
+#: the methods a worker calls on a job: none may be ``async def`` until jobs run on an event loop
+RUN_METHODS = ("perform", "before_perform", "after_perform", "around_perform", "after_discard", "after_outcome")
+
+
+def _refuse_coroutines(cls: type) -> None:
+    """A coroutine ``perform`` would be called and never awaited: its body would not run and the
+    run would count as a success. Refused when the class is defined, with what to do instead."""
+    for name in RUN_METHODS:
+        method = getattr(cls, name, None)
+        if method is not None and (inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)):
+            raise TypeError(
+                f"{cls.__qualname__}.{name} is `async def`: djjobs Job classes cannot run coroutines yet (its body "
+                "would never run). Write a plain `def` and run the async code inside it, e.g. "
+                "`asgiref.sync.async_to_sync(coroutine_function)(...)` or `asyncio.run(...)`; or define the work as "
+                "a django.tasks `@task` on an `async def` function (the djjobs task backend runs those).")
 
 
 PRIORITY_RANGE = range(-2**31, 2**31)  # a 32-bit integer, as the database adapter stores it
