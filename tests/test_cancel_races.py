@@ -411,8 +411,8 @@ def test_a_cancelled_unique_job_lets_its_key_go(backend, start_worker, tmp_path)
         assert not after.duplicate and after.job_id != running.job_id
         # under load: 8 plain jobs of 0.5 s take the 4 threads, 40 unique ones of 50 ms queue behind
         # them; each of those is cancelled, in a random order, and its key enqueued again at once.
-        # (Not enqueued into an empty queue: on Redis a batch of unique jobs is then all handed to
-        # the idle fetchers, far past their threads; see test_a_batch_of_unique_jobs_...)
+        # (Not enqueued into an empty queue: there idle fetchers take some by hand-off, up to their
+        # limits, test_a_batch_of_unique_jobs_...; this test is about jobs that wait in their queue.)
         perform_all_later([CoopPidJob(str(trace), f"b{i}", 10) for i in range(8)])
         load = [UniqueCoopJob(str(trace), f"u{i}", 0.05) for i in range(40)]
         perform_all_later(load)
@@ -497,18 +497,16 @@ def test_a_cancel_crossing_a_runs_outcome_is_not_lost(which, outcome, request):
     adapter.close()
 
 
-# --- a known defect outside cancellation, seen through it ----------------------------------------
+# --- a defect outside cancellation, seen through it ----------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="enqueue.lua hands every unique job of a batch to idle fetchers, past their "
-                                       "threads and prefetch allowance (tests/test_cancel_races.py docstring below)")
 def test_a_batch_of_unique_jobs_is_not_all_handed_to_one_idle_worker(redis_backend, tmp_path):
     """An idle runjobs -p 1 -c 2 (2 threads, prefetch allowance 4 x 2), then 30 unique jobs of
     0.5 s in one perform_all_later. A worker claims at most its threads plus the allowance, so
     most of the 30 stay ready, and cancelling the last 10 (which no thread has started) cancels
-    them. On Redis a batch of unique jobs is one enqueue.lua call per job, each of which hands
-    its job to the idle fetcher again (its registration lasts until the fetcher reads its
-    messages): all 30 are claimed at once, and the last 10 are only asked to stop ("cancelling"),
-    a job that does not read self.cancelled would run after its cancel."""
+    them. On Redis a batch of unique jobs is one enqueue.lua call per job; each used to hand its
+    job to the idle fetcher again (its registration lasted until the fetcher read its messages):
+    all 30 were claimed at once, and the last 10 only asked to stop ("cancelling"). Now the
+    registration carries the fetcher's limit and enqueue.lua hands it no more than that."""
     from tests.fixtures.worker import Worker
     trace = tmp_path / "trace"
     worker = Worker(redis_backend, tmp_path / "worker.log", ["-p", "1", "-c", "2"])

@@ -182,7 +182,7 @@ def test_the_next_fetch_collects_a_job_handed_between_fetches(redis_adapter):
 
 def test_no_hand_off_to_a_registration_nobody_listens_to_or_into_a_paused_queue(redis_adapter):
     # A fetcher that died while registered: its entry is there, nobody is subscribed.
-    assert redis_adapter.run("idle", "on", "w-dead", "tok", repr(time.time() + 60), 1, "handq") == 0
+    assert redis_adapter.run("idle", "on", "w-dead", "tok", repr(time.time() + 60), 5, 1, "handq") == 0
     redis_adapter.enqueue(env(queue="handq"))
     counts = redis_adapter.counts()
     assert (counts.enqueued, counts.busy) == (1, 0)
@@ -200,10 +200,10 @@ def test_a_queue_with_ready_jobs_is_not_overtaken_by_a_hand_off(redis_adapter):
     first, second = env(queue="handq"), env(queue="handq")
     redis_adapter.enqueue(first)
     # Registration refuses while jobs are ready (the fetcher claims instead) ...
-    assert redis_adapter.run("idle", "on", "w-late", "tok", repr(time.time() + 60), 1, "handq") == 1
+    assert redis_adapter.run("idle", "on", "w-late", "tok", repr(time.time() + 60), 5, 1, "handq") == 1
     assert not _registered(redis_adapter, "w-late")
     # ... and an enqueue behind ready jobs queues up even if some registration exists.
-    redis_adapter.run("idle", "on", "w-other", "tok", repr(time.time() + 60), 1, "otherq")
+    redis_adapter.run("idle", "on", "w-other", "tok", repr(time.time() + 60), 5, 1, "otherq")
     redis_adapter.enqueue(second)
     got = redis_adapter.fetch(["handq"], 5, 0.2, "w-late")
     assert [c.envelope.job_id for c in got] == [first.job_id, second.job_id]
@@ -273,6 +273,80 @@ def test_jobs_handed_before_the_fetcher_reads_come_one_call_at_a_time_in_order(r
     assert redis_adapter.stop_waiting("w-two") == []
     counts = redis_adapter.counts()
     assert (counts.processed, counts.busy, counts.enqueued) == (2, 0, 0)
+
+
+def _idle_list(adapter, queue):
+    return adapter.client.lrange(f"{adapter.keys.prefix}:idle:{queue}", 0, -1)
+
+
+def test_a_fetcher_is_handed_no_more_jobs_than_it_asked_for_across_enqueue_calls(redis_adapter):
+    """A registration is for ``limit`` jobs, however many enqueue calls race with the
+    fetcher's reads (a bulk of unique jobs is one enqueue.lua call per job): single
+    enqueues into any of its queues hand it that many, and the rest wait in their queues
+    for any worker. Once it has all it asked for it is listed nowhere."""
+    assert redis_adapter.fetch(["handq", "otherq"], 3, 0.05, "w-cap") == []  # registered for 3, not reading
+    jobs = [env(queue=q) for q in ("handq", "otherq", "handq", "otherq", "handq", "handq")]
+    for job in jobs:
+        redis_adapter.enqueue(job)
+    counts = redis_adapter.counts()
+    assert (counts.busy, counts.enqueued) == (3, 3)
+    assert [redis_adapter.get(j.job_id).state for j in jobs] == ["running"] * 3 + ["ready"] * 3
+    assert _idle_list(redis_adapter, "handq") == [] and _idle_list(redis_adapter, "otherq") == []
+
+
+def test_a_fetch_with_hand_offs_unread_claims_only_the_rest_of_its_limit(redis_adapter):
+    """Jobs handed and not read yet count against the next fetch's limit: it does not claim
+    a full ``limit`` from the queues on top of them (the deregistration that claim causes
+    returns them too)."""
+    assert redis_adapter.fetch(["handq"], 3, 0.05, "w-rest") == []  # registered for 3, not reading
+    for _ in range(7):
+        redis_adapter.enqueue(env(queue="handq"))  # 3 handed, 4 queued
+    got = redis_adapter.fetch(["handq"], 3, 1, "w-rest")
+    while len(got) < 3:
+        more = redis_adapter.fetch(["handq"], 3 - len(got), 1, "w-rest")
+        assert more, "a handed job was not delivered"
+        got += more
+    counts = redis_adapter.counts()
+    assert (len(got), counts.busy, counts.enqueued) == (3, 3, 4)
+    redis_adapter.complete(got)
+    assert len(redis_adapter.fetch(["handq"], 3, 1, "w-rest")) == 3  # now from the queue
+
+
+def test_a_fetcher_that_reports_what_it_received_stays_listed_for_the_next_hand_off(redis_adapter, monkeypatch):
+    """The fast path for single enqueues: each fetch (the worker's one round trip per
+    handed job, which acknowledges it) reports the hand-offs received, so a fetcher for 2
+    jobs takes every job of a trickle by hand-off, not only its first 2."""
+    claimed = []
+    original = redis_adapter._claim
+    monkeypatch.setattr(redis_adapter, "_claim", lambda *a, **k: (r := original(*a, **k), claimed.extend(r))[0])
+    assert redis_adapter.fetch(["handq"], 2, 0.05, "w-trickle") == []
+    for i in range(20):
+        job = env(queue="handq")
+        redis_adapter.enqueue(job)
+        counts = redis_adapter.counts()
+        assert (counts.busy, counts.enqueued) == (1, 0), f"job {i} was queued, not handed off"
+        got = redis_adapter.fetch(["handq"], 2, 1, "w-trickle")
+        assert [c.envelope.job_id for c in got] == [job.job_id]
+        redis_adapter.complete(got)
+    assert claimed == [] and redis_adapter.counts().processed == 20
+
+
+def test_a_report_sent_again_after_a_lost_reply_counts_once(redis_adapter):
+    """A fetch's report (fetch.lua) sets what the fetcher may take, rather than adding to
+    it: sent again after a lost reply (RedisAdapter.run), it leaves the same count."""
+    assert redis_adapter.fetch(["handq"], 3, 0.05, "w-again") == []  # registered for 3
+    first, second = env(queue="handq"), env(queue="handq")
+    redis_adapter.enqueue(first)
+    redis_adapter.enqueue(second)
+    got = redis_adapter.fetch(["handq"], 3, 1, "w-again")
+    assert [c.envelope.job_id for c in got] == [first.job_id]
+    lost = _lose_the_next_reply(redis_adapter)
+    got += redis_adapter.fetch(["handq"], 2, 1, "w-again")  # reports the first, asks for 2: room for 1 more
+    assert lost == [True] and [c.envelope.job_id for c in got] == [first.job_id, second.job_id]
+    third, fourth = env(queue="handq"), env(queue="handq")
+    redis_adapter.enqueue(third)
+    redis_adapter.enqueue(fourth)
+    assert [redis_adapter.get(j.job_id).state for j in (third, fourth)] == ["running", "ready"]
 
 
 def test_recovery_leaves_a_lease_renewed_meanwhile(redis_adapter, clock):

@@ -72,8 +72,9 @@ def _script(path: Path) -> str:
 @dataclasses.dataclass(slots=True)
 class _Registration:
     """An idle fetcher's registration (idle.lua): jobs handed to it are leased with
-    ``token`` until ``lease_until``; ``received`` are the ids read from its channel since
-    the last call to idle.lua."""
+    ``token`` until ``lease_until``; ``received`` are the ids read from its channel and not
+    yet reported to Redis (by idle.lua's refresh or the next fetch.lua call), where each
+    one counts against the jobs the fetcher asked for until it is."""
     worker_id: str
     token: str
     lease_until: float
@@ -122,10 +123,11 @@ class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches,
         script Redis forgot (restart without persistence) and reconnects once. A
         connection lost after the call was sent is ambiguous (the script may have run):
         the call is sent again, so the scripts are safe to run twice with the same
-        arguments: enqueue stores nothing twice, fetch returns the first call's claims,
-        moves are fenced by the lease token. (An idle fetcher's deregistration, repeated,
-        returns nothing the second time: jobs handed to it and not read wait for their
-        lease, as when its worker dies.)"""
+        arguments: enqueue stores (and hands off) nothing twice, fetch returns the first
+        call's claims, an idle fetcher's report of the hand-offs it received sets its count
+        rather than adding to it (idle.lua, fetch.lua), moves are fenced by the lease
+        token. (An idle fetcher's deregistration, repeated, returns nothing the second
+        time: jobs handed to it and not read wait for their lease, as when its worker dies.)"""
         script = self.scripts[name]
         if self._flags_ok is None and script.script.startswith("#!"):
             self._check_flags()
@@ -297,9 +299,12 @@ class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches,
 
         The registration outlives a hand-off (the fetcher stays listed) while the caller
         has free threads, so a registered fetcher reads its messages promptly and a
-        handed job never waits unread past its lease. It ends when claims come from the
-        queues instead, when hand-offs fill ``limit``, or with :meth:`stop_waiting`; each
-        returns the jobs handed meanwhile that were not received."""
+        handed job never waits unread past its lease. It carries ``limit``, and Redis hands
+        it no more jobs than that, less those handed and not reported received (however
+        many enqueue calls race with its reads: enqueue.lua); each later fetch reports the
+        jobs received and the new ``limit`` in its claim call (fetch.lua). It ends when
+        claims come from the queues instead, when hand-offs fill ``limit``, or with
+        :meth:`stop_waiting`; each returns the jobs handed meanwhile that were not received."""
         deadline = time.monotonic() + timeout
         # A hand-off is leased from the registration's refresh: refreshed every eighth of the
         # lease (at most every second), a handed job arrives with 3/4 of its lease left at least.
@@ -310,7 +315,7 @@ class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches,
                 if self._hand_channel != self.keys.hand(worker_id).encode():
                     self._listen(worker_id)
                 if self._idle is None or time.monotonic() - self._announced > refresh:  # registration lives 2 s
-                    if self._wait_for(queues, worker_id):  # jobs are ready: claim them
+                    if self._wait_for(queues, limit, worker_id):  # jobs are ready: claim them
                         claims = self._claim(queues, limit, worker_id)
                         break
                 remaining = min(deadline - time.monotonic(), refresh)
@@ -351,11 +356,13 @@ class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches,
         self._pubsub.subscribe(self.keys.wake, channel)
         self._hand_channel = channel.encode()
 
-    def _wait_for(self, queues: Sequence[str], worker_id: str) -> bool:
-        """Register (or refresh) this fetcher as idle; True if jobs are ready instead."""
+    def _wait_for(self, queues: Sequence[str], limit: int, worker_id: str) -> bool:
+        """Register (or refresh) this fetcher as idle, for at most ``limit`` hand-offs not
+        received yet (idle.lua); True if jobs are ready instead."""
         idle = self._idle or _Registration(worker_id, uuid.uuid4().hex, 0.0, tuple(queues))
         lease_until = self.clock() + self.setting("LEASE_SECONDS")
-        ready = self.run("idle", "on", worker_id, idle.token, repr(lease_until), len(queues), *queues, *idle.received)
+        ready = self.run("idle", "on", worker_id, idle.token, repr(lease_until), limit, len(queues), *queues,
+                         *idle.received)
         idle.received = []  # forgotten on both sides
         if ready:
             return True
@@ -382,7 +389,7 @@ class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches,
         idle, self._idle = self._idle, None
         if idle is None:
             return []
-        result = self.run("idle", "off", idle.worker_id, idle.token, repr(idle.lease_until), len(idle.queues),
+        result = self.run("idle", "off", idle.worker_id, idle.token, repr(idle.lease_until), 0, len(idle.queues),
                           *idle.queues, *idle.received)
         return [fenced_claim(result[i + 1], result[i].decode(), idle.token, idle.worker_id,
                              float(result[i + 2] or idle.lease_until)) for i in range(0, len(result), 3)]
@@ -400,8 +407,14 @@ class RedisAdapter(RedisProgress, RedisPrerequisites, RedisCancel, RedisBatches,
         acks = [v for c in complete for v in split_token(c)]
         keys = [v for c in complete if (lock := unique_lock(c.envelope)) for v in (lock.key, split_token(c)[0])]
         slots = [split_token(c)[0] for c in complete if concurrency_slot(c.envelope)]
+        # Registered as idle: report the hand-offs received and the limit now (fetch.lua), or
+        # enqueues would count against this fetcher jobs it has run already.
+        idle = self._idle if queues else None
+        report = (idle.worker_id, idle.token, len(idle.received), *idle.received) if idle else ("", "", 0)
         result = self.run("fetch", repr(lease_until), token, limit if queues else 0, self._day(), repr(self.clock()),
-                          len(complete), *acks, len(keys) // 2, *keys, len(slots), *slots, *queues)
+                          len(complete), *acks, len(keys) // 2, *keys, len(slots), *slots, *report, *queues)
+        if idle is not None:
+            del idle.received[:report[2]]  # the ones reported, whatever was appended since
         claims = []
         for i in range(0, len(result), 2):
             claims.append(fenced_claim(result[i + 1], result[i].decode(), token, worker_id, lease_until))

@@ -38,7 +38,9 @@
     P:waiting             STRING present while a fetcher waits (PX 2000): enqueues then PUBLISH P:wake
     P:idle:<queue>        LIST  idle fetchers (worker ids) an enqueue may hand a job to
     P:idler:<worker_id>   STRING "token|lease_until" of that fetcher's registration (PX 2000)
+    P:asked:<worker_id>   STRING how many jobs it may hold unreceived (its fetch's limit; PX 2000 with P:idler)
     P:handed:<worker_id>  SET   job ids handed to it (published on P:hand:<worker_id>), not yet confirmed
+                                received: enqueue.lua hands it a job only while these are fewer than P:asked
 """
 
 

@@ -89,11 +89,19 @@ end
 -- the first jobs to idle fetchers that registered for this queue (idle.lua), at most one
 -- each, longest-waiting first: the job is leased with the fetcher's token and published on
 -- its own channel (token:lease_until:len(id):id payload: the fetcher learns the lease the
--- job really got, not its registration's latest), so it starts without a claim round trip. The fetcher goes back to the
--- head of the list (it stays registered while it has free threads: idle.lua, fetch), so
--- idle fetchers take turns. PUBLISH counts receivers: no receiver, no hand-off, and an
--- entry that is expired or unheard is dropped. A fetcher that dies holding a message loses
--- nothing: the lease recovers the job, as for any claimed job.
+-- job really got, not its registration's latest), so it starts without a claim round trip.
+-- A registration says how many jobs its fetcher asked for (P:asked:<worker>: its free
+-- threads and prefetch allowance) and P:handed:<worker> holds those handed to it and not yet
+-- confirmed received (idle.lua and fetch.lua remove them as it reports them), so asked -
+-- SCARD is what it may still take, across any number of enqueue calls: a bulk of unique
+-- jobs is one call per job, each of which would otherwise find the same fetcher listed
+-- again. The fetcher goes back to the head of the list only while it may take more (idle
+-- fetchers take turns); one that has all it asked for leaves the list until it registers
+-- again or reports what it received. A registration without P:asked (written by an older
+-- djjobs during a rolling deploy) takes one job. PUBLISH counts receivers: no receiver, no
+-- hand-off, and an entry that is expired or unheard is dropped. A fetcher that dies holding
+-- a message loses nothing: the lease recovers the job, as for any claimed job. (Sent again
+-- after a lost reply, this call stores and hands nothing: its first job is stored already.)
 local first, idle = 1, p .. ':idle:' .. queue
 if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. queue) == 0
     and redis.call('SISMEMBER', p .. ':paused', queue) == 0 then
@@ -106,19 +114,21 @@ if redis.call('EXISTS', idle) == 1 and redis.call('EXISTS', p .. ':prios:' .. qu
       redis.call('RPUSH', idle, wid)
       break
     end
-    local reg = redis.call('GET', p .. ':idler:' .. wid)
-    if reg then
-      local sep = string.find(reg, '|', 1, true)
-      local token, lease_until = string.sub(reg, 1, sep - 1), string.sub(reg, sep + 1)
+    local reg = redis.call('MGET', p .. ':idler:' .. wid, p .. ':asked:' .. wid)
+    local handed = p .. ':handed:' .. wid
+    local room = reg[1] and (tonumber(reg[2]) or 1) - redis.call('SCARD', handed) or 0
+    if room > 0 then
+      local sep = string.find(reg[1], '|', 1, true)
+      local token, lease_until = string.sub(reg[1], 1, sep - 1), string.sub(reg[1], sep + 1)
       local id = ids[first]
       local message = token .. ':' .. lease_until .. ':' .. #id .. ':' .. id .. ARGV[base - 1 + 2 * first]
       if redis.call('PUBLISH', p .. ':hand:' .. wid, message) > 0 then
         if first == 1 then anchor(p) end
         redis.call('ZADD', p .. ':running', lease_until, id)
         redis.call('HSET', p .. ':leases', id, token)
-        redis.call('SADD', p .. ':handed:' .. wid, id)
-        redis.call('EXPIRE', p .. ':handed:' .. wid, 3600)
-        redis.call('LPUSH', idle, wid)
+        redis.call('SADD', handed, id)
+        redis.call('EXPIRE', handed, 3600)
+        if room > 1 then redis.call('LPUSH', idle, wid) end
         served[wid] = true
         first = first + 1
       end

@@ -12,13 +12,22 @@
 -- concurrency-limited ones of their slots, admitting blocked jobs (lib/slots.lua) in time
 -- for this same call to claim them; and jobs waiting for them as prerequisites are settled
 -- (lib/waits.lua), and jobs of a batch settled in it (lib/batches.lua).
+-- Report: a fetcher registered as idle (idle.lua) confirms the hand-offs it received since
+-- it last said, and says how many jobs it may take now (`limit`): jobs handed to it and not
+-- received yet take part of that (it runs them first), the claim the rest, and what is left
+-- bounds what enqueue.lua may still hand it. This call is the one round trip a handed job
+-- costs the worker (its ack), so the count is right again, and the fetcher listed again,
+-- without another.
 -- ARGV: prefix, lease_until, token, limit, day, now, n, then n pairs (job_id, token), then m,
 -- then m pairs (uniqueness key, job_id) of acknowledged unique jobs, then c, then the ids
--- of c acknowledged concurrency-limited jobs, then queue...
+-- of c acknowledged concurrency-limited jobs, then the registered worker id ('' for none),
+-- its registration's token, r, and the r job ids it received, then queue...
 local p, lease_until, token, limit, day, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local acks_end = 7 + 2 * tonumber(ARGV[7])
 local keys_end = acks_end + 1 + 2 * tonumber(ARGV[acks_end + 1])
 local slots_end = keys_end + 1 + tonumber(ARGV[keys_end + 1])
+local wid, idle_token = ARGV[slots_end + 1], ARGV[slots_end + 2]
+local received_end = slots_end + 3 + tonumber(ARGV[slots_end + 3])
 
 -- The same call sent again after its reply was lost (RedisAdapter.run): return what it
 -- claimed the first time (leased with this token at exactly this expiry) instead of a
@@ -86,8 +95,18 @@ if acks_end > 7 then
   end
 end
 
+local asked, handed, mine = limit, p .. ':handed:' .. wid, false
+if wid ~= '' then  -- the report (above); sent twice, it does the same
+  for i = slots_end + 4, received_end, 1000 do
+    redis.call('SREM', handed, unpack(ARGV, i, math.min(i + 999, received_end)))
+  end
+  local reg = redis.call('GET', p .. ':idler:' .. wid)
+  mine = reg ~= false and string.sub(reg, 1, #idle_token + 1) == idle_token .. '|'
+  if mine then limit = math.max(limit - redis.call('SCARD', handed), 0) end
+end
+
 local out, got, leases, running = {}, 0, {}, {}
-for qi = slots_end + 1, #ARGV do
+for qi = received_end + 1, #ARGV do
   if got >= limit then break end
   local queue = ARGV[qi]
   if redis.call('SISMEMBER', p .. ':paused', queue) == 0 then
@@ -118,5 +137,17 @@ if got > 0 then
   anchor(p)
   call_in_slices('ZADD', p .. ':running', running, 2)
   call_in_slices('HSET', p .. ':leases', leases, 2)
+end
+if mine then  -- XX, KEEPTTL: it lives no longer than the registration it belongs to
+  redis.call('SET', p .. ':asked:' .. wid, asked - got, 'XX', 'KEEPTTL')
+  -- A fetcher that left the idle lists with all it asked for (enqueue.lua) goes back once it
+  -- may take more, as one just served: without it, the next enqueues would queue their jobs
+  -- until its registration's refresh. (One that claimed jobs deregisters next.)
+  if got == 0 and asked - redis.call('SCARD', handed) > 0 then
+    for qi = received_end + 1, #ARGV do
+      local list = p .. ':idle:' .. ARGV[qi]
+      if not redis.call('LPOS', list, wid) then redis.call('LPUSH', list, wid) end
+    end
+  end
 end
 return out
