@@ -220,3 +220,19 @@ def test_batches_are_listed_newest_first_and_an_unknown_one_is_none(adapter, clo
     page = adapter.batches(page=1, per_page=10)
     assert [s.id for s in page.items] == [second, first] and page.total == 2
     assert adapter.batch_status("no-such-batch") is None
+
+
+def test_a_holder_replaced_by_a_unique_enqueue_is_an_end(adapter):
+    from djjobs.uniqueness import UniqueLock
+    batch_id, _ = open_batch(adapter, events=("complete",))
+    lock = UniqueLock("k", adapter.clock() + 3600, "finish", "replace").as_meta()
+    old = env(batch_id, meta={"unique": lock})
+    adapter.enqueue(old)
+    waiter = env(batch_id, meta={"after": {"ids": [old.job_id], "fails": "dead"}})
+    adapter.enqueue(waiter)
+    adapter.close_batch(batch_id)
+    assert adapter.enqueue(env(meta={"unique": lock})) is None  # replaces the queued holder
+    s = adapter.batch_status(batch_id)
+    assert (s.total, s.pending, s.discarded, s.dead, s.complete) == (2, 0, 1, 1, True)
+    record = adapter.get(waiter.job_id)
+    assert record.state == "dead" and old.job_id in record.error["message"]

@@ -156,10 +156,13 @@ class DatabaseAdapter(DatabaseProgress, DatabasePrerequisites, DatabaseCancel, D
                     self._write(rows, queues)
                 with self.cursor() as cursor:
                     flow.lock_keys(cursor, [slot for _, _, slot in single if slot])
+                    replaced: list[str] = []
                     for row, lock, slot in single:
-                        holder = flow.insert_single(cursor, SINGLE_INSERT, row, lock, slot, now)
+                        holder = flow.insert_single(cursor, SINGLE_INSERT, row, lock, slot, now, replaced)
                         if holder is not None:
                             duplicates[row[0]] = holder
+                    if replaced:  # holders a "replace" deleted: an end, for their dependants and batch
+                        self._settle(cursor, [(job_id, "deleted") for job_id in replaced], now)
                     if items:
                         self._store_waiting(cursor, items, now)
                     if members:

@@ -83,7 +83,7 @@ def unblock(cursor, key: str, limit: int, now: float, position: int) -> int:
     return cursor.rowcount
 
 
-def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | None:
+def insert_single(cursor, sql: str, row: list, lock, slot, now: float, replaced: list | None = None) -> str | None:
     """Store one job with flow control (its key locked if it has a concurrency key): blocked
     when it would be ready and no slot is free; not stored when its uniqueness key is held
     (the holder's id is returned). Each try inserts (for "replace", after deleting a holder
@@ -91,7 +91,9 @@ def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | 
     key from a row that no longer holds it and tries again, and a holder that is gone by the
     time it is read tries again too. The common case, a free key, is one statement; without
     a concurrency key or "replace" no step needs a transaction around it (each is atomic,
-    and freeing a key its row no longer holds changes nothing that matters)."""
+    and freeing a key its row no longer holds changes nothing that matters). The ids of the
+    holders "replace" deleted go to ``replaced``: the caller settles them, as deleted, for
+    their dependants and batch (waits.py, batches.py)."""
     if slot is not None and row[4] == "ready" and not fits(cursor, *slot):
         row = [*row[:4], "blocked", *row[5:]]
     if lock is None:
@@ -101,8 +103,10 @@ def insert_single(cursor, sql: str, row: list, lock, slot, now: float) -> str | 
     for _ in range(UNIQUE_ATTEMPTS):
         if lock.conflict == "replace":
             cursor.execute("DELETE FROM djjobs_job WHERE unique_key = %s AND state IN ('ready', 'scheduled', "
-                           "'retry', 'blocked') RETURNING concurrency_key, concurrency_limit", [key])
-            for freed in cursor.fetchall():
+                           "'retry', 'blocked') RETURNING concurrency_key, concurrency_limit, job_id", [key])
+            for *freed, job_id in cursor.fetchall():
+                if replaced is not None:
+                    replaced.append(job_id)
                 if freed[0] is not None:
                     lock_keys(cursor, [freed])
                     unblock(cursor, freed[0], freed[1], now, int(now * 1_000_000))
