@@ -236,3 +236,23 @@ def test_a_holder_replaced_by_a_unique_enqueue_is_an_end(adapter):
     assert (s.total, s.pending, s.discarded, s.dead, s.complete) == (2, 0, 1, 1, True)
     record = adapter.get(waiter.job_id)
     assert record.state == "dead" and old.job_id in record.error["message"]
+
+
+def test_an_interrupted_continuation_is_not_an_end(adapter):
+    """A stopping worker saves a continuation's progress and releases it (docs/continuations.md):
+    the batch keeps it pending; its later success settles it once."""
+    batch_id, _ = open_batch(adapter, events=("complete",))
+    job = env(batch_id)
+    adapter.enqueue(job)
+    adapter.close_batch(batch_id)
+    (c,) = claim(adapter)
+    progressed = c.envelope.copy(meta={**c.envelope.meta, "progress": {"completed": ["a"], "current": None,
+                                                                        "resumptions": 1}})
+    assert adapter.save_progress(c, progressed)
+    adapter.release([c])
+    assert adapter.batch_status(batch_id).pending == 1 and fired(adapter) == {}
+    (again,) = claim(adapter)
+    assert again.envelope.meta["progress"]["completed"] == ["a"]
+    adapter.complete([again])
+    s = adapter.batch_status(batch_id)
+    assert (s.pending, s.succeeded, s.complete) == (0, 1, True)
