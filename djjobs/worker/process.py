@@ -12,6 +12,10 @@ at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest a
 released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
 Stopping or quiet, a running continuation is interrupted at its next checkpoint and goes back
 to its queue with its progress (djjobs/continuations.py).
+Async jobs (``async def perform``) run on the process' event loop (async_runner.py), up to
+``async_concurrency`` at once: claimed for free async slots beside free threads, acknowledged
+and stopped the same way (running coroutines are cancelled and handed back once the
+shutdown timeout has passed).
 A SIGINT after the first stop signal exits at once (the leases recover the jobs). A
 process whose supervisor is gone (killed with SIGKILL) notices at once (its pipe to the
 supervisor breaks), stops the same graceful way, and renews its own claims' leases
