@@ -16,12 +16,13 @@ from .errors import (BatchFinished, CheckpointError, ConfigurationError, Deseria
                      SerializationError, StepError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
 from .job import ConfiguredJob, Job, perform_all_later
+from .job_async import aperform_all_later
 from .ratelimits import RateLimited, limit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Job", "ConfiguredJob", "perform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
+    "Job", "ConfiguredJob", "perform_all_later", "aperform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
     "cancel", "cancel_many", "JobCancelled", "Batch", "BatchStatus", "BatchFinished", "Step", "JobInterrupted",
     "StepError", "CheckpointError",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",

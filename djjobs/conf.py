@@ -41,6 +41,8 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "FINISHED_RETENTION_SECONDS": (86_400, (int, float)),
     "BATCH_RETENTION_SECONDS": (7 * 86_400, (int, float)),
     "CONCURRENCY": (10, (int,)),
+    "ASYNC_CONCURRENCY": (100, (int,)),
+    "ASYNC_LAG_WARNING": (0.25, (int, float)),
     "SHUTDOWN_TIMEOUT": (25, (int, float)),
     "POLL_INTERVAL": (1.0, (int, float)),
     "PREFETCH_SECONDS": (0.05, (int, float)),
@@ -57,7 +59,8 @@ DEFAULTS: dict[str, tuple[Any, tuple[type, ...]]] = {
 # timeout, zero threads... are configuration mistakes, reported by the system checks).
 MINIMUMS: dict[str, float] = {
     "RETRY_ATTEMPTS": 0, "MAX_PAYLOAD_BYTES": 1, "LEASE_SECONDS": 1, "MAX_WORKER_DEATHS": 1, "DEAD_MAX_JOBS": 0,
-    "DEAD_MAX_DAYS": 0, "FINISHED_RETENTION_SECONDS": 0, "BATCH_RETENTION_SECONDS": 0, "CONCURRENCY": 1, "SHUTDOWN_TIMEOUT": 0,
+    "DEAD_MAX_DAYS": 0, "FINISHED_RETENTION_SECONDS": 0, "BATCH_RETENTION_SECONDS": 0, "CONCURRENCY": 1,
+    "ASYNC_CONCURRENCY": 1, "ASYNC_LAG_WARNING": 0.01, "SHUTDOWN_TIMEOUT": 0,
     "POLL_INTERVAL": 0.01, "PREFETCH_SECONDS": 0, "ASYNC_THREADS": 1, "FETCH_POLL_INTERVAL": 0.001,
 }
 

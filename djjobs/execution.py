@@ -2,7 +2,7 @@
 
 :func:`execute` never talks to an adapter: it returns an :class:`Outcome`
 (succeeded, retry at T, rescheduled at T, discarded, dead, cancelled, interrupted) and the
-caller (the worker's processor, or the in-caller runners below) carries it out. What the run
+caller (the worker's processor, or the in-caller runners of djjobs/in_caller.py) carries it out. What the run
 may ask of its runner (cancelled? stopping? save progress) comes in one
 :class:`~djjobs.run_context.RunContext`.
 
@@ -14,6 +14,7 @@ resumes where the failed run stopped. An interrupted run is stored as it was cla
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import time
 import traceback
@@ -106,32 +107,59 @@ def execute(envelope: Envelope, *, now: float | None = None, contain_exits: bool
     ``contain_exits`` (a worker's job thread): then they fail the job like any error,
     since a thread ended by one would be lost to the worker without a word.
     ``context``: what the run may ask of its runner (cancel check, stopping, saving
-    progress); None for a run in the caller."""
+    progress); None for a run in the caller. An async job (``async def perform``) runs to
+    its end on an event loop of its own (:func:`djjobs.execution_async.run_coroutine`):
+    the inline, async-thread and test adapters and ``perform_now`` run it that way."""
+    job_class = registry.lookup(envelope.job)
+    if job_class is not None and job_class.is_async:
+        from .execution_async import aexecute, run_coroutine
+        return run_coroutine(aexecute(envelope, now=now, contain_exits=contain_exits, context=context), envelope)
+    env, started, job = begin(envelope, context)
+    if isinstance(job, Outcome):
+        return job
+    try:
+        job.load_arguments()
+        _send(signals.job_started, job)
+        result = job.around_perform(lambda: _run(job))
+    except BaseException as exc:
+        return ended(job, env, envelope, exc, started, now, contain_exits)
+    return _finish(Outcome(SUCCEEDED, env, job, result=result), started)
+
+
+def begin(envelope: Envelope, context: RunContext | None) -> tuple[Envelope, float, "Job | Outcome"]:
+    """The start of a run (shared by :func:`execute` and ``aexecute``): the envelope as
+    started, the start time, and the Job instance, or the dead Outcome of a payload that
+    names no registered class."""
     env = envelope.started()
     started = time.perf_counter()
     try:
         job = registry.resolve(env.job).from_envelope(env)
     except DjJobsError as exc:
-        return _finish(Outcome(DEAD, env.copy(error=error_info(exc)), error=exc), started)
+        return env, started, _finish(Outcome(DEAD, env.copy(error=error_info(exc)), error=exc), started)
     if context is not None:
         job._context = context
-    try:
-        job.load_arguments()
-        _send(signals.job_started, job)
-        result = job.around_perform(lambda: _run(job))
-    except Reschedule as r:
-        run_at = (now or time.time()) + r.wait
+    return env, started, job
+
+
+def ended(job: Job, env: Envelope, claimed: Envelope, exc: BaseException, started: float, now: float | None,
+          contain_exits: bool) -> Outcome:
+    """The outcome of a run that raised ``exc`` (shared by :func:`execute` and ``aexecute``:
+    every retry, discard, reschedule and cancel decision is made here). Re-raises what is
+    not a job's outcome: an exit when not ``contain_exits``, and anything else not an
+    Exception (an asyncio cancellation: the runner is stopping the run)."""
+    if isinstance(exc, Reschedule):
+        run_at = (now or time.time()) + exc.wait
         return _finish(Outcome(RESCHEDULED, _progressed(job, env.copy(run_at=run_at)), job, run_at), started)
-    except JobCancelled as exc:
+    if isinstance(exc, JobCancelled):
         return _finish(Outcome(CANCELLED, _progressed(job, env), job, error=exc), started)
-    except JobInterrupted as exc:
-        return _finish(Outcome(INTERRUPTED, _interrupted(job, envelope), job, error=exc), started)
-    except Exception as exc:
+    if isinstance(exc, JobInterrupted):
+        return _finish(Outcome(INTERRUPTED, _interrupted(job, claimed), job, error=exc), started)
+    if isinstance(exc, Exception) or (contain_exits and isinstance(exc, _EXITS)):
         return _finish(_failure_or_dead(job, _progressed(job, env), exc, now or time.time()), started)
-    except _EXITS as exc:
-        if not contain_exits:
-            raise
-        return _finish(_failure_or_dead(job, _progressed(job, env), exc, now or time.time()), started)
+    raise exc
+
+
+def succeeded(job: Job, env: Envelope, result: Any, started: float) -> Outcome:
     return _finish(Outcome(SUCCEEDED, env, job, result=result), started)
 
 
@@ -251,39 +279,12 @@ def _send(signal, job: Job | None, **kwargs: Any) -> None:
 
 
 def _call_hook(job: Job, hook, *args: Any) -> None:
+    """Call an outcome hook; its errors are logged. A coroutine hook (an async job's) is
+    kept in ``job._pending_hooks`` for ``aexecute`` to await once the outcome is decided."""
     try:
-        hook(*args)
+        result = hook(*args)
     except Exception:
         logger.exception("%s.%s raised; the job's outcome is unchanged", type(job).__qualname__, hook.__name__)
-
-
-MAX_IN_CALLER_RUNS = 100
-
-
-def perform_in_caller(envelope: Envelope, *, retry_later: bool) -> Any:
-    """Run a job in the calling thread (``perform_now``, the inline adapter, test helpers).
-
-    ``retry_later=True`` (perform_now): a retry or reschedule is enqueued through
-    the configured adapter for later. ``False`` (inline): it runs again at once,
-    ignoring the wait. Failing for good re-raises the job's exception.
-    """
-    return run_in_caller(envelope, retry_later=retry_later)[0]
-
-
-def run_in_caller(envelope: Envelope, *, retry_later: bool, context: RunContext | None = None) -> tuple[Any, str]:
-    """:func:`perform_in_caller`, returning (result, the last run's outcome kind). An interrupted
-    run (``context`` says the runner is stopping: the test helpers) resumes as a retry does."""
-    from .transaction import submit_envelopes
-    for _ in range(MAX_IN_CALLER_RUNS):
-        outcome = execute(envelope, context=context)
-        if outcome.kind in (SUCCEEDED, DISCARDED, CANCELLED):
-            return outcome.result, outcome.kind
-        if outcome.kind == DEAD:
-            raise outcome.error
-        if retry_later:  # like perform_later: after the caller's transaction commits
-            job_class = registry.lookup(outcome.envelope.job)
-            submit_envelopes([outcome.envelope], after_commit=getattr(job_class, "enqueue_after_commit", True))
-            return None, outcome.kind
-        envelope = outcome.envelope.copy(run_at=None)
-    raise RuntimeError(f"{envelope.describe()} was retried, rescheduled or interrupted {MAX_IN_CALLER_RUNS} times "
-                       "in a row in the caller; in-caller runs ignore waits, so use a real adapter for this job.")
+        return
+    if result is not None and inspect.isawaitable(result):
+        job.__dict__.setdefault("_pending_hooks", []).append((hook.__name__, result))

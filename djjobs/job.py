@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -14,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import arguments, batch_status, concurrency, conf, prerequisites, registry, uniqueness
+from . import arguments, batch_status, concurrency, conf, job_async, prerequisites, registry, uniqueness
 from .batch_status import BatchStatus
 from .batches import Batch
 from .envelope import Envelope
@@ -47,7 +46,7 @@ def seconds(value: float | int | timedelta | None, what: str = "wait") -> float:
     raise TypeError(f"{what} must be seconds (int/float) or a timedelta, got {value!r}.")
 
 
-class Job:
+class Job(job_async.AsyncJobAPI):
     """Subclass, define ``perform``, and call ``MyJob.perform_later(...)``.
 
     Class attributes (all optional): ``queue_name`` ("default"), ``priority``
@@ -66,6 +65,10 @@ class Job:
     ``rate_limit = (100, 60)`` (at most 100 starts per 60 s, per :meth:`rate_limit_key`).
     Concurrency limits: ``concurrency_limit = 2`` (at most 2 queued or running at once, per
     :meth:`concurrency_key`).
+
+    Async jobs (docs/async.md): an ``async def perform`` runs on the worker's event loop;
+    its hooks may then be coroutines too. ``aperform_later``/``aperform_now`` enqueue or run
+    from async code.
 
     Continuations (docs/continuations.md): :meth:`step` splits ``perform`` into steps that
     resume after the worker stops; ``checkpoint_interval`` (seconds, default 1) is how often
@@ -86,10 +89,12 @@ class Job:
     checkpoint_interval: ClassVar[float] = 1.0
     job_name: ClassVar[str]
     abstract: ClassVar[bool] = True
+    #: True when ``perform`` is ``async def``: the job runs on a worker's event loop (docs/async.md)
+    is_async: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _refuse_coroutines(cls)
+        cls.is_async = job_async.classify(cls)
         if "job_name" not in cls.__dict__:
             cls.job_name = f"{cls.__module__}.{cls.__qualname__}"
         if not cls.__dict__.get("abstract", False):
@@ -172,7 +177,7 @@ class Job:
         return cls(*args, **kwargs)._perform_now()
 
     def _perform_now(self) -> Any:
-        from .execution import perform_in_caller
+        from .in_caller import perform_in_caller
         return perform_in_caller(self.to_envelope(), retry_later=True)
 
     @classmethod
@@ -298,6 +303,10 @@ class Job:
         earlier run finished it, resumed at its stored cursor when one began it, else run
         from ``cursor``. ``step.checkpoint(cursor)`` records progress and is where a stopping
         worker interrupts the job (docs/continuations.md)."""
+        if type(self).is_async:
+            raise TypeError(f"{type(self).__qualname__}.step(): continuations are not supported on async jobs (their "
+                            "checkpoints store progress with blocking storage calls). Split the work into jobs that "
+                            "enqueue the next one, or make perform a plain `def` to use steps.")
         if self._continuation is None:
             from .continuations import Continuation, progress_of
             stored = progress_of(self.envelope.meta) if self.envelope is not None else None
@@ -324,23 +333,6 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} job_id={self.job_id} queue={self.queue_name}>"
-
-
-#: the methods a worker calls on a job: none may be ``async def`` until jobs run on an event loop
-RUN_METHODS = ("perform", "before_perform", "after_perform", "around_perform", "after_discard", "after_outcome")
-
-
-def _refuse_coroutines(cls: type) -> None:
-    """A coroutine ``perform`` would be called and never awaited: its body would not run and the
-    run would count as a success. Refused when the class is defined, with what to do instead."""
-    for name in RUN_METHODS:
-        method = getattr(cls, name, None)
-        if method is not None and (inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)):
-            raise TypeError(
-                f"{cls.__qualname__}.{name} is `async def`: djjobs Job classes cannot run coroutines yet (its body "
-                "would never run). Write a plain `def` and run the async code inside it, e.g. "
-                "`asgiref.sync.async_to_sync(coroutine_function)(...)` or `asyncio.run(...)`; or define the work as "
-                "a django.tasks `@task` on an `async def` function (the djjobs task backend runs those).")
 
 
 PRIORITY_RANGE = range(-2**31, 2**31)  # a 32-bit integer, as the database adapter stores it
@@ -371,7 +363,7 @@ def _scheduled(env: Envelope) -> datetime | None:
         return datetime.fromtimestamp(env.scheduled_at).astimezone()
 
 
-class ConfiguredJob:
+class ConfiguredJob(job_async.AsyncConfiguredAPI):
     """The result of ``Job.set(...)``: the same API with per-enqueue options."""
 
     def __init__(self, job_class: type[Job], **options: Any):

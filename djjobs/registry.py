@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("djjobs")
 _jobs: dict[str, type["Job"]] = {}
+_async = [False]  # whether any registered class is an async job (a worker then starts its event loop)
 _lock = threading.Lock()
 
 
@@ -31,6 +32,8 @@ def register(cls: type["Job"]) -> None:
                 f"Two Job classes want the name {name!r}: {previous.__module__}.{previous.__qualname__} "
                 f"and {cls.__module__}.{cls.__qualname__}. Give one a distinct `job_name`.")
         _jobs[name] = cls
+        if getattr(cls, "is_async", False):
+            _async[0] = True
 
 
 def resolve(name: str) -> type["Job"]:
@@ -49,3 +52,8 @@ def lookup(name: str) -> type["Job"] | None:
 
 def registered() -> dict[str, type["Job"]]:
     return dict(_jobs)
+
+
+def has_async() -> bool:
+    """Whether an async job class (``async def perform``) was ever registered here."""
+    return _async[0]

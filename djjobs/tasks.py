@@ -26,7 +26,7 @@ from datetime import datetime, timezone as dt_timezone
 from inspect import iscoroutinefunction
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
@@ -69,7 +69,8 @@ def job_class_for(task: Task) -> type["TaskJob"]:
         return existing
     attrs = {"job_name": job_name(task), "task": task, "__module__": __name__,
              "__qualname__": f"TaskJob[{task.module_path}]", "retry_attempts": 1}
-    cls = type(f"TaskJob_{task.func.__name__}", (TaskJob,), attrs)
+    base = AsyncTaskJob if iscoroutinefunction(task.func) else TaskJob
+    cls = type(f"TaskJob_{task.func.__name__}", (base,), attrs)
     if getattr(task, "retry_on", ()):
         cls = retry_on(*task.retry_on, wait=task.wait, attempts=task.attempts, jitter=task.jitter)(cls)
     if getattr(task, "discard_on", ()):
@@ -84,7 +85,7 @@ class TaskJob(Job):
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         func = self.task.func
-        call = async_to_sync(func) if iscoroutinefunction(func) else func
+        call = async_to_sync(func) if iscoroutinefunction(func) else func  # (async ones: AsyncTaskJob)
         if self.task.takes_context:
             context = TaskContext(task_result=self.backend().result_from_record(self.job_id, self.record))
             return normalize_json(call(context, *args, **kwargs))
@@ -125,6 +126,25 @@ class TaskJob(Job):
         backend.save(self.job_id, record, until=until)
         if record["finished_at"]:
             task_finished.send(type(backend), task_result=backend.result_from_record(self.job_id, record))
+
+
+class AsyncTaskJob(TaskJob):
+    """Runs one ``async def`` @task function natively, as an async job (docs/async.md): on a
+    worker's event loop. Its result record is read and written from Django's thread-sensitive
+    thread (``sync_to_async``), never on the loop."""
+    abstract = True
+
+    async def perform(self, *args: Any, **kwargs: Any) -> Any:
+        if self.task.takes_context:
+            context = TaskContext(task_result=self.backend().result_from_record(self.job_id, self.record))
+            return normalize_json(await self.task.func(context, *args, **kwargs))
+        return normalize_json(await self.task.func(*args, **kwargs))
+
+    async def before_perform(self) -> None:
+        await sync_to_async(TaskJob.before_perform, thread_sensitive=True)(self)
+
+    async def after_outcome(self, outcome: execution.Outcome) -> None:
+        await sync_to_async(TaskJob.after_outcome, thread_sensitive=True)(self, outcome)
 
 
 class JobsBackend(BaseTaskBackend):

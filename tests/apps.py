@@ -7,4 +7,4 @@ class TestsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import worker_jobs  # noqa: F401  (jobs the worker processes in tests run)
+        from . import async_worker_jobs, worker_jobs  # noqa: F401  (jobs the worker processes in tests run)

@@ -359,14 +359,3 @@ def test_to_envelope_puts_every_field_where_it_belongs():
     assert (plain.run_at, plain.scheduled_at, plain.meta, plain.queue) == (None, None, {}, EchoJob.queue_name)
 
 
-@pytest.mark.parametrize("method", ["perform", "before_perform", "around_perform", "after_outcome"])
-def test_an_async_def_run_method_is_refused_when_the_class_is_defined(method):
-    """A coroutine perform would be called, never awaited, and counted a success: refused."""
-    async def body(self, *args):
-        return None
-
-    with pytest.raises(TypeError, match=rf"AsyncJob\.{method} is `async def`.*async_to_sync") as caught:
-        type("AsyncJob", (Job,), {"perform": lambda self: None, method: body, "__module__": __name__})
-    assert "its body would never run" in str(caught.value)
-    from djjobs import registry
-    assert registry.lookup(f"{__name__}.AsyncJob") is None  # not registered either

@@ -99,6 +99,9 @@ def test_takes_context_sees_the_attempt(adapter):
 
 
 def test_async_task_functions_run(adapter):
+    """An async def task is an async job (a worker runs it on its event loop)."""
+    from djjobs.tasks import job_class_for
+    assert job_class_for(tasks.async_double).is_async and not job_class_for(tasks.add).is_async
     result = tasks.async_double.enqueue(21)
     work(adapter)
     result.refresh()

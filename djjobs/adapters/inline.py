@@ -35,7 +35,7 @@ class InlineAdapter(MemoryBatches, Adapter):
     def enqueue(self, envelope: Envelope) -> None:
         """Runs the job at once; a unique job too (it has finished before any second enqueue
         could see it held), so uniqueness never refuses an enqueue here."""
-        from ..execution import perform_in_caller, run_in_caller
+        from ..in_caller import perform_in_caller, run_in_caller
         self.encode(envelope)  # same limits as every adapter
         if batch_of(envelope) is None:
             perform_in_caller(envelope.copy(run_at=None), retry_later=False)

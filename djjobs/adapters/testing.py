@@ -71,7 +71,7 @@ class TestAdapter(MemoryAdapter):
 
     def run(self, envelope: Envelope) -> str:
         """Run in the caller; returns the outcome kind (succeeded, discarded, cancelled)."""
-        from ..execution import run_in_caller
+        from ..in_caller import run_in_caller
         with self._record_lock:
             self.performed.append(envelope)
         return run_in_caller(envelope.copy(run_at=None), retry_later=False, context=self._run_context())[1]

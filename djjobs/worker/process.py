@@ -12,6 +12,10 @@ at once, running jobs get ``shutdown_timeout`` seconds to finish, and the rest a
 released to the front of their queues before the process exits 0. SIGTSTP makes the process quiet (no new fetches).
 Stopping or quiet, a running continuation is interrupted at its next checkpoint and goes back
 to its queue with its progress (djjobs/continuations.py).
+Async jobs (``async def perform``) run on the process' event loop (async_runner.py), up to
+``async_concurrency`` at once: claimed for free async slots beside free threads, acknowledged
+and stopped the same way (running coroutines are cancelled and handed back once the
+shutdown timeout has passed).
 A SIGINT after the first stop signal exits at once (the leases recover the jobs). A
 process whose supervisor is gone (killed with SIGKILL) notices at once (its pipe to the
 supervisor breaks), stops the same graceful way, and renews its own claims' leases
@@ -24,7 +28,6 @@ import logging
 import queue
 import os
 import random
-import select
 import signal
 import socket
 import threading
@@ -39,10 +42,12 @@ from django.dispatch import receiver
 
 from .. import registry
 from ..adapters import get_adapter
-from ..adapters.base import Adapter, Claim, WorkerInfo
+from ..adapters.base import Adapter, Claim
 from ..execution import SUCCEEDED, Outcome, execute
 from ..errors import JobTimeout
+from .async_runner import AsyncRunner
 from .claimlog import ClaimLog
+from .orphans import OrphanWatch, _busy
 from .processor import process, rate_limited, report, run_context
 from .queues import QueueOrder
 from .timeouts import Watchdog
@@ -55,10 +60,11 @@ IDLE_CHECK_SECONDS = 1.0  # a thread idle this long checks its database connecti
 LEAST_LEASE = 0.5  # a claim received with less than this share of its lease left is handed back unrun
 
 
-class WorkerProcess:
+class WorkerProcess(OrphanWatch):
     def __init__(self, queues: QueueOrder, concurrency: int, *, shutdown_timeout: float,
                  poll_interval: float, pipe: IO[bytes] | None = None, adapter: Adapter | None = None,
-                 prefetch_seconds: float = 0.0, claim_log: ClaimLog | None = None):
+                 prefetch_seconds: float = 0.0, claim_log: ClaimLog | None = None, async_concurrency: int = 0,
+                 async_lag_warning: float = 0.25):
         self.adapter = adapter or get_adapter()
         self.queues, self.concurrency = queues, concurrency
         self.shutdown_timeout, self.poll_interval = shutdown_timeout, poll_interval
@@ -79,7 +85,11 @@ class WorkerProcess:
         self._wake_at = 0  # while the fetch loop waits: how many entries in _finished wake it
         self._wake = threading.Lock()  # held; released by the job that reaches _wake_at
         self._wake.acquire()
-        self._busy = 0  # claimed and not finished: running, or prefetched in _ready
+        self._busy = 0  # sync claims not finished: running, or prefetched in _ready
+        self._abusy = 0  # async claims not finished (djjobs/worker/async_runner.py)
+        self.async_concurrency = async_concurrency
+        self.runner = AsyncRunner(self, async_concurrency, lag_warning=async_lag_warning,
+                                  first_slot=concurrency) if async_concurrency else None
         self.prefetch_seconds = prefetch_seconds
         self._finishes: collections.deque[tuple[float, int]] = collections.deque()  # (when, how many)
         self._recent = 0  # jobs finished in the last prefetch_seconds
@@ -167,7 +177,7 @@ class WorkerProcess:
                 if not was_quiet:
                     self._stop_waiting()
                     was_quiet = True
-                if self._busy:
+                if self._busy or self._abusy:
                     self._collect_finished(timeout=0.1)
                 else:
                     self.stopping.wait(0.1)
@@ -177,7 +187,7 @@ class WorkerProcess:
             try:
                 if free:
                     # While jobs run, wake up at least every 0.1 s to acknowledge the ones that finish.
-                    claims = self.adapter.fetch(self.queues.next(), free, 0.1 if self._busy else 1.0,
+                    claims = self.adapter.fetch(self.queues.next(), free, 0.1 if self._busy or self._abusy else 1.0,
                                                 self.worker_id, complete=acks)
                 else:
                     self.adapter.complete(acks)
@@ -197,14 +207,15 @@ class WorkerProcess:
             if claims:
                 self._collect_finished()  # jobs that finished while this loop waited in fetch
                 was_idle = not self._busy
-                self._busy += len(claims)
                 with self._claims_lock:  # tracked before any can finish; the supervisor is told after
                     self.claims.update((c.key, c) for c in claims)
                 if self.claim_log is not None:
                     self.claim_log.claimed([c.key for c in claims])
-                for claim in claims:
+                sync = self._hand_out(claims)
+                self._busy += len(sync)
+                for claim in sync:
                     self._ready.put(claim)
-                del claim  # an idle loop would hold the last job's claim (and payload) until the next one
+                claim = sync = None  # an idle loop would hold the last job's claim (and payload) until the next one
                 if was_idle:
                     # Give the GIL to the job thread just woken, before this loop's own work: on an
                     # idle worker this is the job's start latency (about 0.15 ms less, measured).
@@ -247,10 +258,21 @@ class WorkerProcess:
                              "recover them", len(claims))
         return []
 
-    def _finish(self, claim: Claim | None, took: float) -> None:
-        """A job thread is free (called by it): wake the fetch loop if it waits for this one."""
+    def _hand_out(self, claims: list[Claim]) -> list[Claim]:
+        """Give the async claims to the event loop (their class' ``perform`` is ``async def``);
+        returns the others, for the job threads."""
+        if self.runner is None or not registry.has_async():
+            return claims
+        sync, asyn = self.runner.split(claims)
+        if asyn:
+            self._abusy += len(asyn)
+            self.runner.submit(asyn)
+        return sync
+
+    def _finish(self, claim: Claim | None, took: float, asynchronous: bool = False) -> None:
+        """A job thread (or async slot) is free (called by it): wake the fetch loop if it waits for this one."""
         finished = self._finished
-        finished.append((claim, took))
+        finished.append((claim, took, asynchronous))
         if 0 < self._wake_at <= len(finished):
             self._wake_at = 0
             try:
@@ -263,7 +285,7 @@ class WorkerProcess:
         those to acknowledge; if fewer than ``want`` have, wait up to ``timeout`` for
         them (it may return early, with fewer: callers check what they got)."""
         finished, acks = self._finished, self._acks
-        if timeout > 0 and self._busy and len(finished) < want:
+        if timeout > 0 and (self._busy or self._abusy) and len(finished) < want:
             self._wake.acquire(blocking=False)  # a wake-up left over from an earlier wait: not this one's
             self._wake_at = want
             if len(finished) < want:  # checked again after arming: no finish is missed
@@ -271,10 +293,13 @@ class WorkerProcess:
             self._wake_at = 0
         n = 0
         while finished:
-            claim, took = finished.popleft()
-            self._busy -= 1
-            n += 1
-            self._took += (took - self._took) / 16  # moving average of job durations
+            claim, took, asynchronous = finished.popleft()
+            if asynchronous:
+                self._abusy -= 1
+            else:
+                self._busy -= 1
+                n += 1
+                self._took += (took - self._took) / 16  # moving average of (sync) job durations
             if claim is not None:
                 acks.append(claim)
         if n and self.prefetch_seconds:
@@ -299,10 +324,12 @@ class WorkerProcess:
         """How many jobs to claim now, waiting (bounded) for a thread when all are busy.
         Claims go in batches rather than one job per round trip: while prefetching,
         top up once half the allowance is free (or the threads are about to run dry);
-        without prefetch, wait up to a millisecond for half the threads to be free."""
+        without prefetch, wait up to a millisecond for half the threads to be free. Free async
+        slots count besides (:meth:`AsyncRunner.room`), less the sync claims that wait beyond
+        the threads (claimed for async slots, they turned out sync)."""
         self._collect_finished()
         capacity = self._capacity()
-        if self._busy >= capacity:
+        if self._busy - capacity >= self._async_room():
             # No thread for another job, and no fetch until one is free: end an idle
             # registration the last fetch left in place, or enqueues would go on handing
             # jobs to this process that nothing reads (they would wait for its threads, and
@@ -311,7 +338,7 @@ class WorkerProcess:
             self._stop_waiting()
             self._collect_finished(timeout=min(0.5, self._tell_every))
             capacity = self._capacity()
-            if self._busy >= capacity:
+            if self._busy - capacity >= self._async_room():
                 return 0
         ahead = capacity - self.concurrency
         if ahead:
@@ -333,7 +360,11 @@ class WorkerProcess:
                 self._collect_finished(timeout=remaining, want=(capacity + 1) // 2 - (capacity - busy))
                 if self._busy == busy:
                     break
-        return capacity - self._busy
+        return max(0, capacity - self._busy + self._async_room())
+
+    def _async_room(self) -> int:
+        runner = self.runner
+        return runner.room(self._abusy) if runner is not None and registry.has_async() else 0
 
     def _job_loop(self, thread: int = 0) -> None:
         ready = self._ready
@@ -488,62 +519,6 @@ class WorkerProcess:
                 close_old_connections()
             self.stopping.wait(self.poll_interval * random.uniform(0.5, 1.5))
 
-    # --- a supervisor that is gone ---------------------------------------------
-    def _watch_supervisor(self) -> None:
-        """Notice the supervisor's death at once, not at the poller's next turn: the lease it
-        last renewed may have only 3/4 of LEASE_SECONDS left. Its end of the pipe closes when
-        it dies, which ``poll`` reports on ours at once (Linux, macOS); ``os.getppid()`` is
-        checked besides, every eighth of the lease (at most every 0.25 s). Runs until the
-        process exits: a supervisor killed during a graceful stop is noticed too."""
-        every = min(0.25, float(self.adapter.setting("LEASE_SECONDS")) / 8)
-        try:
-            watch = select.poll()
-            watch.register(self.pipe.fileno(), 0)  # errors and hang-ups are always reported
-        except (AttributeError, OSError, ValueError):  # no poll(), or a pipe without a file descriptor
-            watch = None
-        while not self.orphaned.is_set():
-            events = watch.poll(every * 1000) if watch is not None else self.orphaned.wait(every)
-            if os.getppid() != self._parent:
-                self._orphan(f"pid {self._parent} is gone")
-            elif events:  # the pipe broke (or, POLLNVAL, was closed here): watch its parent only
-                if any(flag & (select.POLLERR | select.POLLHUP) for _, flag in events):
-                    self._orphan("its pipe is closed")
-                watch = None
-
-    def _orphan(self, why: str) -> None:
-        """The supervisor is gone (once, from any thread): stop gracefully, and renew this
-        process' own claims until they end, since nobody else will."""
-        if self.orphaned.is_set():
-            return
-        self.orphaned.set()
-        logger.error("Lost the supervisor (%s); stopping, and renewing this process' own leases until its "
-                     "jobs end", why)
-        self.stopping.set()
-        threading.Thread(target=self._renew_own_leases, name="djjobs-renew", daemon=True).start()
-
-    def _renew_own_leases(self) -> None:
-        """Heartbeat through this process' adapter every LEASE_SECONDS / 4, at once first,
-        as the supervisor did; a daemon thread, it ends with the process. A job that holds
-        the GIL can delay it, which is why the supervisor does this in normal operation."""
-        every = float(self.adapter.setting("LEASE_SECONDS")) / 4
-        seen: dict[str, float] = {}
-        while True:
-            with self._claims_lock:
-                claims = list(self.claims.values())
-            now = time.time()
-            seen = {c.key: seen.get(c.key, now) for c in claims}
-            busy = [{**_busy(c), "started_at": seen[c.key]} for c in claims]
-            info = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), list(self.queues.names),
-                              self.concurrency, self._started_at, busy=busy)
-            try:
-                self.adapter.heartbeat(info, claims)
-            except Exception as exc:
-                logger.error("Renewing this process' leases failed (%s: %s); retrying", type(exc).__name__, exc)
-            finally:
-                close_old_connections()
-            del claims, busy
-            time.sleep(every)
-
     # --- shutdown ----------------------------------------------------------
     def _shutdown(self) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
@@ -555,19 +530,27 @@ class WorkerProcess:
                 break
             if claim is not None:
                 unstarted.append(claim)
+        self._busy -= len(unstarted)
+        if self.runner is not None:  # async claims no slot has started: back at once too
+            waiting = self.runner.unstarted()
+            self._abusy -= len(waiting)
+            unstarted += waiting
         for _ in range(self.concurrency):
             self._ready.put(None)  # each job thread exits after its current job
         if unstarted:
-            self._busy -= len(unstarted)
             self._release(unstarted)
         self._stop_waiting()
         while True:
             self._collect_finished(timeout=0.05)
             self._tell()  # a job claimed just before the stop is renewed while it finishes
-            if self._acks and (not self._busy or len(self._acks) >= 100):
+            if self._acks and (not (self._busy or self._abusy) or len(self._acks) >= 100):
                 self._flush_acks()
-            if not self._busy or time.monotonic() >= deadline:
+            if not (self._busy or self._abusy) or time.monotonic() >= deadline:
                 break
+        if self.runner is not None and self.runner.cancel_all(timeout=2.0):
+            # Past the shutdown timeout: running coroutines are cancelled (their claims stay
+            # tracked, and are handed back below); those that finished meanwhile are acknowledged.
+            self._collect_finished()
         self._flush_acks()
         with self._claims_lock:
             left = list(self.claims.values())
@@ -627,13 +610,6 @@ def _close_old_connections() -> None:
     ``connection_created`` is sent in the thread that connects."""
     if getattr(_db_thread, "used", False):
         close_old_connections()
-
-
-def _busy(claim: Claim) -> dict:
-    """What the worker listing shows of a claim (the supervisor's heartbeat adds when it started)."""
-    env = claim.envelope
-    return {"job_id": env.job_id, "job": env.job, "queue": env.queue} if env else {"job_id": None, "job": None,
-                                                                                   "queue": None}
 
 
 def _jsonable(token):

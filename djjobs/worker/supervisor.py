@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import orjson
 from django.db import close_old_connections, connections
 
+from .. import conf
 from ..adapters.base import Adapter, Claim, WorkerInfo
 from .claimlog import ClaimLog
 
@@ -47,10 +48,11 @@ class Child:
 
 class Supervisor:
     def __init__(self, adapter: Adapter, child_argv: list[str], *, processes: int, queues: list[str],
-                 concurrency: int, shutdown_timeout: float):
+                 concurrency: int, shutdown_timeout: float, async_concurrency: int = 0):
         self.adapter, self.child_argv = adapter, child_argv
         self.processes, self.queues, self.concurrency = processes, queues, concurrency
         self.shutdown_timeout = shutdown_timeout
+        self.async_concurrency = async_concurrency  # a worker's claim log has a slot per thread and async slot
         self.lease = float(adapter.setting("LEASE_SECONDS"))
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
@@ -86,7 +88,7 @@ class Supervisor:
         if self.stopping_since is not None:
             return
         read_fd, write_fd = os.pipe()
-        log = ClaimLog.create(self.concurrency)
+        log = ClaimLog.create(self.concurrency + self.async_concurrency)
         argv = [*self.child_argv, "--pipe-fd", str(write_fd), "--claims-fd", str(log.fd),
                 *(["--start-quiet"] if self.quiet else [])]
         proc = subprocess.Popen(argv, pass_fds=(write_fd, log.fd), start_new_session=True, env=child_env())
@@ -264,6 +266,7 @@ def child_argv(options: dict) -> list[str]:
     for queue in options["queue"] or []:
         argv += ["--queue", queue]
     argv += ["--concurrency", str(options["concurrency"]), "--shutdown-timeout", str(options["shutdown_timeout"]),
+             "--async-concurrency", str(options.get("async_concurrency") or conf.get("ASYNC_CONCURRENCY")),
              "--verbosity", str(options["verbosity"])]
     if options.get("pythonpath"):  # (--settings reaches the children through DJANGO_SETTINGS_MODULE)
         argv += ["--pythonpath", os.path.abspath(options["pythonpath"])]

@@ -29,6 +29,9 @@ class Command(BaseCommand):
                                  "with weights: weighted random. Default: DJJOBS['QUEUES'].")
         parser.add_argument("-c", "--concurrency", type=int, default=None,
                             help="Threads per process (default DJJOBS['CONCURRENCY'], 10).")
+        parser.add_argument("--async-concurrency", type=int, default=None,
+                            help="Async jobs (async def perform) each process runs at once on its event loop, "
+                                 "beside its threads (default DJJOBS['ASYNC_CONCURRENCY'], 100).")
         parser.add_argument("-p", "--processes", type=int, default=1, help="Worker processes (default 1).")
         parser.add_argument("--shutdown-timeout", type=float, default=None,
                             help="Seconds running jobs get to finish on SIGTERM (default 25).")
@@ -44,6 +47,8 @@ class Command(BaseCommand):
         options["queue"] = options["queue"] or list(conf.get("QUEUES"))
         if options["concurrency"] is None:
             options["concurrency"] = conf.get("CONCURRENCY")
+        if options["async_concurrency"] is None:
+            options["async_concurrency"] = conf.get("ASYNC_CONCURRENCY")
         if options["shutdown_timeout"] is None:
             options["shutdown_timeout"] = conf.get("SHUTDOWN_TIMEOUT")
         if not math.isfinite(options["shutdown_timeout"]) or options["shutdown_timeout"] < 0:
@@ -53,8 +58,8 @@ class Command(BaseCommand):
             adapter = get_adapter()
         except (ValueError, ConfigurationError) as exc:
             raise CommandError(str(exc)) from exc
-        if options["concurrency"] < 1 or options["processes"] < 1:
-            raise CommandError("--concurrency and --processes must be at least 1.")
+        if options["concurrency"] < 1 or options["processes"] < 1 or options["async_concurrency"] < 1:
+            raise CommandError("--concurrency, --async-concurrency and --processes must be at least 1.")
         if not adapter.supports_fetch or not adapter.durable:
             raise CommandError(f"runjobs needs a durable adapter (redis or database); DJJOBS['ADAPTER'] is "
                                f"{adapter.name!r}, which runs jobs inside the enqueuing process.")
@@ -63,6 +68,7 @@ class Command(BaseCommand):
         self._banner(adapter, options)
         supervisor = Supervisor(adapter, child_argv(options), processes=options["processes"],
                                 queues=order.names, concurrency=options["concurrency"],
+                                async_concurrency=options["async_concurrency"],
                                 shutdown_timeout=options["shutdown_timeout"])
         supervisor.install_signals()
         stop_cron = self._start_cron() if options["cron"] else None
@@ -85,11 +91,13 @@ class Command(BaseCommand):
 
     def _child(self, order, options, adapter):
         pipe = os.fdopen(options["pipe_fd"], "wb", buffering=0) if options["pipe_fd"] is not None else None
-        claim_log = (ClaimLog(options["claims_fd"], options["concurrency"]) if options["claims_fd"] is not None
-                     else None)
+        slots = options["concurrency"] + options["async_concurrency"]  # one per thread, one per async slot
+        claim_log = ClaimLog(options["claims_fd"], slots) if options["claims_fd"] is not None else None
         worker = WorkerProcess(order, options["concurrency"], shutdown_timeout=options["shutdown_timeout"],
                                poll_interval=float(conf.get("POLL_INTERVAL")), pipe=pipe, adapter=adapter,
-                               prefetch_seconds=float(conf.get("PREFETCH_SECONDS")), claim_log=claim_log)
+                               prefetch_seconds=float(conf.get("PREFETCH_SECONDS")), claim_log=claim_log,
+                               async_concurrency=options["async_concurrency"],
+                               async_lag_warning=float(conf.get("ASYNC_LAG_WARNING")))
         worker.install_signals()
         if options["start_quiet"]:  # restarted after the supervisor was told SIGTSTP
             worker.go_quiet()
@@ -101,5 +109,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"djjobs {djjobs.__version__} runjobs on {socket.gethostname()} pid {os.getpid()}: "
             f"adapter {adapter.name}, queues {', '.join(options['queue'])}, "
-            f"{options['processes']} process(es) x {options['concurrency']} threads, "
+            f"{options['processes']} process(es) x {options['concurrency']} threads "
+            f"(+ {options['async_concurrency']} async slots), "
             f"shutdown timeout {options['shutdown_timeout']:.0f} s")
