@@ -21,6 +21,7 @@ from .envelope import Envelope
 
 if TYPE_CHECKING:
     from .continuations import Continuation, Step
+    from .job_status import JobStatus
     from .run_context import RunContext
 
 
@@ -174,6 +175,13 @@ class Job:
     def _perform_now(self) -> Any:
         from .execution import perform_in_caller
         return perform_in_caller(self.to_envelope(), retry_later=True)
+
+    @classmethod
+    def status(cls, job_id: str) -> "JobStatus":
+        """Where the job ``job_id`` of this class is now (:func:`djjobs.status`); a job of
+        another class reads as unknown."""
+        from .job_status import status
+        return status(job_id, job_class=cls.job_name)
 
     @classmethod
     def set(cls, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,
