@@ -62,8 +62,8 @@ def keeps_finished(adapter: Adapter) -> bool:
 def unknown_job(adapter: Adapter, job_id: str) -> str:
     """Why a job id may be unknown here, and what to do."""
     if not adapter.durable:
-        why = (f"the {adapter.name} adapter runs jobs in the process that enqueues them and keeps none for "
-               "another process to see")
+        why = (f"it never existed, was deleted, or has run (the {adapter.name} adapter keeps jobs only in the "
+               "memory of the process that enqueued them, and none once they have run)")
     elif keeps_finished(adapter):
         why = (f"it never existed, was deleted, or finished more than FINISHED_RETENTION_SECONDS "
                f"({adapter.setting('FINISHED_RETENTION_SECONDS'):g} s) ago")
