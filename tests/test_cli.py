@@ -45,6 +45,16 @@ class OtherJob(Job):
 STORES = ["test", "database-sqlite", "redis"]
 
 
+@pytest.fixture(autouse=True)
+def _close_connections():
+    """Close this thread's database connections after each test (after its database
+    fixtures): one left open makes a later test without database access fail as soon as
+    anything checks the connection (the worker's processor does, after every job)."""
+    yield
+    from django.db import connections
+    connections.close_all()
+
+
 @pytest.fixture(params=STORES)
 def store(request):
     """The adapter every enqueue and every command of the test uses."""
