@@ -15,6 +15,7 @@ from .errors import (BatchFinished, CheckpointError, ConfigurationError, Deseria
                      DuplicateJob, EnqueueError, JobCancelled, JobInterrupted, JobTimeout, PayloadError,
                      SerializationError, StepError, UnknownJobError, UnsupportedFeature, WorkerDied)
 from .handlers import discard_on, retry_on
+from .job_status import JobStatus, status
 from .job import ConfiguredJob, Job, perform_all_later
 from .job_async import aperform_all_later
 from .ratelimits import RateLimited, limit
@@ -22,8 +23,9 @@ from .ratelimits import RateLimited, limit
 __version__ = "0.1.0"
 
 __all__ = [
-    "Job", "ConfiguredJob", "perform_all_later", "aperform_all_later", "retry_on", "discard_on", "get_adapter", "limit", "RateLimited",
-    "cancel", "cancel_many", "JobCancelled", "Batch", "BatchStatus", "BatchFinished", "Step", "JobInterrupted",
+    "Job", "ConfiguredJob", "perform_all_later", "aperform_all_later", "retry_on", "discard_on", "get_adapter", "limit",
+    "RateLimited", "cancel", "cancel_many", "status", "JobStatus", "JobCancelled", "Batch", "BatchStatus",
+    "BatchFinished", "Step", "JobInterrupted",
     "StepError", "CheckpointError",
     "DjJobsError", "SerializationError", "DeserializationError", "PayloadError", "UnknownJobError",
     "EnqueueError", "DuplicateJob", "UnsupportedFeature", "ConfigurationError", "JobTimeout", "WorkerDied",

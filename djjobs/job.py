@@ -20,6 +20,7 @@ from .envelope import Envelope
 
 if TYPE_CHECKING:
     from .continuations import Continuation, Step
+    from .job_status import JobStatus
     from .run_context import RunContext
 
 
@@ -179,6 +180,13 @@ class Job(job_async.AsyncJobAPI):
     def _perform_now(self) -> Any:
         from .in_caller import perform_in_caller
         return perform_in_caller(self.to_envelope(), retry_later=True)
+
+    @classmethod
+    def status(cls, job_id: str) -> "JobStatus":
+        """Where the job ``job_id`` of this class is now (:func:`djjobs.status`); a job of
+        another class reads as unknown."""
+        from .job_status import status
+        return status(job_id, job_class=cls.job_name)
 
     @classmethod
     def set(cls, *, wait: float | timedelta | None = None, wait_until: datetime | None = None,

@@ -149,6 +149,9 @@ class JobRecord:
     #: the failure stored beside the payload when the payload cannot carry it (bytes that do
     #: not decode, or an envelope the encoder cannot write back): kept byte-exact, with this
     error: dict | None = None
+    #: the worker holding a running job's lease, where storage records it per job (memory and
+    #: database adapters); None otherwise (the Redis adapter: see the workers' ``busy`` lists)
+    worker_id: str | None = None
 
 
 @dataclasses.dataclass
@@ -478,7 +481,14 @@ class Adapter(ABC):
         raise NotImplementedError
 
     def get(self, job_id: str) -> JobRecord | None:
+        """The job in one of :data:`STATES`, or None (finished, deleted, or never stored)."""
         raise NotImplementedError
+
+    def get_finished(self, job_id: str) -> JobRecord | None:
+        """A job that ended succeeded or discarded, if storage still keeps it: a record in
+        state ``finished`` (``at``: when it ended), else None. Only the database adapter keeps
+        such jobs (``FINISHED_RETENTION_SECONDS``); it does not tell the two ends apart."""
+        return None
 
     def retry_now(self, job_ids: Iterable[str]) -> int:
         """Scheduled, retry, dead or cancelled jobs -> their queues now. Returns how many moved."""

@@ -417,7 +417,8 @@ class MemoryAdapter(MemoryProgress, MemoryPrerequisites, MemoryCancel, MemoryBat
             return result
 
     def _record(self, job_id: str, rec: _Rec) -> JobRecord:
-        return JobRecord(job_id, rec.state, rec.raw, decode_or_none(rec.raw), rec.at, rec.queue, rec.error)
+        return JobRecord(job_id, rec.state, rec.raw, decode_or_none(rec.raw), rec.at, rec.queue, rec.error,
+                         rec.worker_id if rec.state == "running" else None)
 
     def jobs(self, state: str, *, queue: str | None = None, job: str | None = None,
              search: str | None = None, page: int = 1, per_page: int = 25) -> Page:

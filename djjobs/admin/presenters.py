@@ -10,9 +10,7 @@ import numbers
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-
-from ..masking import masked
+from ..masking import envelope_fields, masked, masked_stored
 
 #: Characters of a stored payload shown on the job page.
 MAX_PAYLOAD_CHARS = 200_000
@@ -86,23 +84,12 @@ def _json(value: Any, indent: int | None = None) -> str:
 
 
 def _masked_raw(raw: bytes) -> str:
-    """Stored bytes as text, masked like an envelope's arguments when they are JSON at all
-    (read by orjson, as the envelope is: Python's json module recurses, and fails on
-    payloads nested deeper than about 1,000 levels)."""
-    try:
-        return _json(masked(orjson.loads(raw)), indent=2)
-    except orjson.JSONDecodeError:
-        return bytes(raw).decode("utf-8", "replace")
+    """Stored bytes as text, masked like an envelope's arguments when they are JSON at all."""
+    value, is_json = masked_stored(raw)
+    return _json(value, indent=2) if is_json else value
 
 
-def _envelope_dict(env) -> dict:
-    """The envelope's fields, one level deep (dataclasses.asdict copies every nested
-    argument recursively, and fails on deep ones)."""
-    import dataclasses
-    result = {field.name: getattr(env, field.name) for field in dataclasses.fields(env)}
-    if isinstance(result.get("error"), dict):
-        result["error"] = {k: v for k, v in result["error"].items() if k != "traceback"}
-    return result
+_envelope_dict = envelope_fields
 
 
 def short(text: str, limit: int = 120) -> str:

@@ -587,7 +587,8 @@ class DatabaseAdapter(DatabaseProgress, DatabasePrerequisites, DatabaseCancel, D
         at = row.run_at if row.state in ("scheduled", "retry") else row.updated_at
         env = decode_or_none(raw)
         error = _stored_error(row.error, env, row.updated_at) if row.state == "dead" else None
-        return JobRecord(row.job_id, row.state, raw, env, at, row.queue, error)
+        return JobRecord(row.job_id, row.state, raw, env, at, row.queue, error,
+                         row.lease_owner if row.state == "running" else None)
 
     def _storable(self, text: str) -> bool:
         """Whether ``text`` can be in a column here: PostgreSQL's text holds no NUL (it
@@ -636,6 +637,12 @@ class DatabaseAdapter(DatabaseProgress, DatabasePrerequisites, DatabaseCancel, D
         if not self._storable(job_id):
             return None
         row = self._jobs().filter(job_id=job_id, state__in=ACTIVE).first()
+        return self._record(row) if row else None
+
+    def get_finished(self, job_id: str) -> JobRecord | None:
+        if not self._storable(job_id):
+            return None
+        row = self._jobs().filter(job_id=job_id, state="finished").first()
         return self._record(row) if row else None
 
     def retry_now(self, job_ids: Iterable[str]) -> int:

@@ -1,6 +1,7 @@
 """``manage.py runjobs``: run jobs from the configured durable adapter."""
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import socket
@@ -37,10 +38,12 @@ class Command(BaseCommand):
                             help="Seconds running jobs get to finish on SIGTERM (default 25).")
         parser.add_argument("--cron", action="store_true",
                             help="Also run the cron scheduler (DJJOBS['CRON']) in this process, like jobs_cron.")
-        parser.add_argument("--child", action="store_true", help="(internal) run as one worker process")
-        parser.add_argument("--pipe-fd", type=int, default=None, help="(internal) pipe to the supervisor")
-        parser.add_argument("--start-quiet", action="store_true", help="(internal) start quiet (SIGTSTP)")
-        parser.add_argument("--claims-fd", type=int, default=None, help="(internal) claim log shared with the supervisor")
+        # Internal: how the supervisor starts its worker processes (supervisor.child_argv); not for users,
+        # so kept out of --help.
+        parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--pipe-fd", type=int, default=None, help=argparse.SUPPRESS)
+        parser.add_argument("--start-quiet", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--claims-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     def handle(self, *args, **options):
         logs.configure(options["verbosity"])
