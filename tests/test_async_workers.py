@@ -8,7 +8,7 @@ import pytest
 
 from djjobs.envelope import Envelope
 from tests.async_worker_jobs import AsyncBlockingJob, AsyncFlakyJob, AsyncSleepJob, AsyncTimeoutJob
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import ONE_BACKEND, wait_for
 from tests.worker_jobs import RecordJob
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.django_db(transaction=True, databases="__all__")]
@@ -58,6 +58,7 @@ def test_500_async_jobs_overlap_on_one_process_with_two_threads(backend, start_w
     assert (counts.enqueued, counts.busy) == (0, 0)
 
 
+@ONE_BACKEND
 def test_sigterm_lets_awaits_finish_and_hands_back_the_ones_past_the_shutdown_timeout(backend, start_worker,
                                                                                      tmp_path):
     """Short awaits finish during the graceful stop; long ones are cancelled at the shutdown
@@ -101,6 +102,7 @@ def test_a_killed_worker_process_async_jobs_are_recovered(backend, start_worker,
     assert backend.adapter.counts().dead == 0
 
 
+@ONE_BACKEND
 def test_async_timeouts_retries_and_a_blocking_coroutine(backend, start_worker, tmp_path):
     """A timeout cancels the task and the job fails with JobTimeout; a failure is retried by
     its retry_on; a coroutine that calls time.sleep is reported with its class."""

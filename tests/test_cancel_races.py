@@ -14,7 +14,7 @@ import pytest
 import djjobs
 from djjobs import perform_all_later
 from djjobs.adapters import use_adapter
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import ONE_BACKEND, wait_for
 from tests.worker_jobs import (CoopPidJob, DrainJob, LimitedCoopJob, LinkJob, UniqueCoopJob,
                                listen_for_cancel_signals, stop_listening_for_cancel_signals)
 
@@ -315,6 +315,7 @@ def intervals(trace):
     return spans, how
 
 
+@ONE_BACKEND
 def test_cancelling_limited_jobs_frees_only_the_slots_they_held(backend, start_worker, tmp_path):
     """Three groups of six LimitedCoopJobs (2 at once per group): j0 and j1 run 8 s, j2-j5 0.2 s;
     a fourth group of three, whose two ready holders are cancelled before the workers start:
@@ -387,6 +388,7 @@ def test_cancelling_limited_jobs_frees_only_the_slots_they_held(backend, start_w
     assert all(not u.holders and not u.blocked for u in adapter.concurrency_uses())
 
 
+@ONE_BACKEND
 def test_a_cancelled_unique_job_lets_its_key_go(backend, start_worker, tmp_path):
     """A unique job's key is let go when it is cancelled: scheduled (at once), running (once its
     run stops for the request; the key is held until then) and, under load, ready jobs

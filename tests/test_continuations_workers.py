@@ -9,7 +9,7 @@ import time
 import pytest
 
 from djjobs.adapters import use_adapter
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import ONE_BACKEND, wait_for
 from tests.worker_jobs import StepsJob
 
 N, PAUSE = 60, 0.05
@@ -105,6 +105,7 @@ def test_a_sigkilled_worker_resumes_at_the_last_saved_checkpoint(backend, start_
     assert sorted(f[3] for f in lines(trace) if f[0] == "begin") == ["1", "1", "2", "2"]
 
 
+@ONE_BACKEND
 @pytest.mark.timeout(120)
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_a_cancelled_continuation_stops_at_its_next_checkpoint(backend, start_worker, tmp_path):
@@ -124,6 +125,7 @@ def test_a_cancelled_continuation_stops_at_its_next_checkpoint(backend, start_wo
     assert backend.adapter.counts().failed == 0
 
 
+@ONE_BACKEND
 @pytest.mark.timeout(120)
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_a_quiet_worker_hands_its_continuation_to_another(backend, start_worker, tmp_path):
