@@ -75,18 +75,16 @@ if acks_end > 7 then
     redis.call('INCRBY', p .. ':stat:processed:' .. day, #done)
     redis.call('EXPIRE', p .. ':stat:processed:' .. day, 34560000)
   end
-  if #done > 0 and redis.call('HLEN', p .. ':bjobs') > 0 then  -- jobs of a batch: lib/batches.lua
-    local marks = call_in_slices('HMGET', p .. ':bjobs', done, 1)
+  -- Each acknowledged job with an entry in `hash` (one HLEN when none has): settle(id, entry).
+  local function each_marked(hash, settle)
+    if #done == 0 or redis.call('HLEN', hash) == 0 then return end
+    local marks = call_in_slices('HMGET', hash, done, 1)
     for k, id in ipairs(done) do
-      if marks[k] then batch_ended(p, id, '', now) end
+      if marks[k] then settle(id, marks[k]) end
     end
   end
-  if #done > 0 and redis.call('HLEN', p .. ':parents') > 0 then  -- jobs waiting for them: lib/waits.lua
-    local marks = call_in_slices('HMGET', p .. ':parents', done, 1)
-    for k, id in ipairs(done) do
-      if marks[k] then parent_ended(p, id, '', nil) end
-    end
-  end
+  each_marked(p .. ':bjobs', function(id, batch) batch_ended(p, id, '', now, batch) end)  -- lib/batches.lua
+  each_marked(p .. ':parents', function(id) parent_ended(p, id, '', nil) end)  -- jobs waiting: lib/waits.lua
   for i = acks_end + 2, keys_end, 2 do
     if seen[ARGV[i + 1]] then unique_release(p .. ':unique', ARGV[i], ARGV[i + 1]) end
   end

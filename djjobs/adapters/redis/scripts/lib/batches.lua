@@ -64,11 +64,11 @@ local function batch_check(p, id, now)
   return true
 end
 
--- Job `id` ended (`how` as for prerequisites: '' for a success): settle it in its batch.
-local function batch_ended(p, id, how, now)
-  local batch = redis.call('HGET', p .. ':bjobs', id)
-  if not batch then return end
-  redis.call('HDEL', p .. ':bjobs', id)
+-- Job `id` ended (`how` as for prerequisites: '' for a success): settle it in its batch
+-- (`batch`: its entry in P:bjobs when the caller read it already).
+local function batch_ended(p, id, how, now, batch)
+  batch = batch or redis.call('HGET', p .. ':bjobs', id)
+  if not batch or redis.call('HDEL', p .. ':bjobs', id) == 0 then return end
   local key = p .. ':batch:' .. batch
   if redis.call('EXISTS', key) == 0 then return end
   local field = BATCH_ENDS[how] or 'q'
